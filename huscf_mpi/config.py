@@ -1,0 +1,158 @@
+"""Run configuration: typed models, YAML loading, CLI overrides and one-line validation errors.
+
+A config is a YAML mapping with the sections below; every field has a default, so an empty
+file is the quickstart. Unknown keys are errors (a typo must never be silently ignored).
+The packaged quickstart is ``huscf_mpi/configs/quickstart.yaml``; paper-scale configs for the
+SPEC §4 scenarios live in ``jobs/configs/``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+QUICKSTART = Path(__file__).with_name("configs") / "quickstart.yaml"
+CUT_MODES = ("uniform-min", "uniform-max", "random")
+
+
+class ConfigError(ValueError):
+    """A config problem, as one line naming the field and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Which domains, how many clients each, and how they are partitioned (SPEC §4)."""
+
+    root: str | None = Field(None, description="data root; else $HUSCF_DATA_ROOT, else ./data")
+    domains: dict[str, int] = Field(default_factory=lambda: {"mnist": 4},
+                                    description="domain -> number of clients, in client-id order")
+    scenario: int = Field(1, ge=1, le=7, description="SPEC §4 scenario 1..7 (7 = multi-domain non-IID)")
+    max_samples_per_client: int | None = Field(None, ge=1, description="extra cap per client (quickstarts)")
+
+    @field_validator("domains")
+    @classmethod
+    def _clients(cls, v: dict[str, int]) -> dict[str, int]:
+        if not v:
+            raise ValueError("needs at least one domain, e.g. {mnist: 4}")
+        for name, n in v.items():
+            if n < 1:
+                raise ValueError(f"domain {name!r} has {n} clients; give it at least 1 or remove it")
+        return v
+
+    @property
+    def n_clients(self) -> int:
+        return sum(self.domains.values())
+
+
+class ModelConfig(_Section):
+    architecture: str = "cgan28"
+    width: float = Field(1.0, gt=0, le=4, description="hidden-channel multiplier; 1.0 = paper model")
+
+
+class TrainingConfig(_Section):
+    batch_size: int = Field(64, ge=2, description="per-client batch (BatchNorm needs >= 2)")
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    local_epochs: int = Field(5, ge=1, description="local epochs per federation round (E)")
+    rounds: int = Field(50, ge=1, description="federation rounds (R)")
+    iterations_per_epoch: int | None = Field(
+        None, ge=1, description="override; default max over clients of ceil(shard / batch)")
+
+
+class FederationConfig(_Section):
+    warmup_rounds: int = Field(2, ge=0, description="rounds of plain FedAvg before clustering")
+    alpha: float = Field(1.0, ge=0, description="KLD temperature in w = n·exp(-alpha·KLD)")
+    clusters: Union[int, Literal["domains", "auto"]] = Field(
+        "domains", description="KMeans k: 'domains' = number of domains, 'auto' = best silhouette")
+
+
+class EvaluationConfig(_Section):
+    every: int = Field(1, ge=1, description="generation score every this many rounds (and the last)")
+    generation_samples: int = Field(5000, ge=10)
+    synthetic_samples: int = Field(30000, ge=10)
+    synthetic_epochs: int = Field(15, ge=1)
+    classifier_epochs: int = Field(3, ge=1, description="epochs of the domain classifier (cached)")
+    batch_size: int = Field(500, ge=1, description="samples per U-path generation message")
+    cache_dir: str = Field("~/.cache/huscf-mpi", description="domain-classifier cache (not the data root)")
+    sample_grid: bool = Field(True, description="send a uint8 sample grid per evaluated domain to rank 0 for the result file")
+    grid_per_class: int = Field(8, ge=1, description="sample-grid columns per class")
+
+
+class Config(_Section):
+    """The whole run. ``seed`` is the root of every random stream (see ``huscf_mpi.seeding``)."""
+
+    name: str = "run"
+    seed: int = 0
+    output: str = Field("results/{name}-s{seed}.h5", description="HDF5 path; {name} and {seed} expand")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    federation: FederationConfig = FederationConfig()
+    cuts: Union[Literal["uniform-min", "uniform-max", "random"], list[int], dict[int, list[int]]] = Field(
+        "uniform-min", description="one [g_head, g_tail, d_head, d_tail] for all, per client {id: [...]}, or a mode")
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _check_cuts(self) -> "Config":
+        if isinstance(self.cuts, dict):
+            extra = sorted(set(self.cuts) - set(range(1, self.data.n_clients + 1)))
+            if extra:
+                raise ValueError(f"cuts names clients {extra} but clients are 1..{self.data.n_clients}")
+            missing = sorted(set(range(1, self.data.n_clients + 1)) - set(self.cuts))
+            if missing:
+                raise ValueError(f"cuts has no vector for clients {missing}")
+        return self
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output.format(name=self.name, seed=self.seed))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _one_line(err: ValidationError) -> str:
+    e = err.errors()[0]
+    where = ".".join(str(p) for p in e["loc"]) or "config"
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key; check the spelling against docs in README (Config reference)"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def _set(d: dict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+    d[leaf] = value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read ``path`` (the quickstart if None), apply dotted ``overrides`` and validate.
+
+    Raises
+    ------
+    ConfigError : one line naming the file, the field and the problem.
+    """
+    src = Path(path) if path is not None else QUICKSTART
+    try:
+        raw = yaml.safe_load(src.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {src} not found; pass an existing --config or omit it for the quickstart") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{src}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{src}: the top level must be a mapping of sections (data:, model:, training: ...)")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set(raw, key, value)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{src}: {_one_line(e)}") from None

@@ -1,0 +1,173 @@
+"""Load one domain from the data root, verified, split into train and test (SPEC §4)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import seeding
+from .errors import DataError
+from .idx import read_idx
+from .registry import DomainSpec, domain_key, get_domain
+from .root import ENV_VAR
+
+OFFICIAL = "official"
+POOL_SPLIT = "pool-80/20"
+POOL_STREAM = "pool-split"
+TRAIN_FRACTION = 0.8
+
+# (path, size, mtime_ns) -> sha256 hex; hashing ~40 MB per domain is worth doing once per process.
+_HASH_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass
+class DomainData:
+    """A domain's images and labels, split into train and test.
+
+    Attributes
+    ----------
+    name : str
+        Domain name (registry key).
+    train_images : ndarray of uint8, shape (N, 28, 28)
+    train_labels : ndarray of int64, shape (N,)
+    test_images : ndarray of uint8, shape (M, 28, 28)
+    test_labels : ndarray of int64, shape (M,)
+    split : {"official", "pool-80/20"}
+        Which split was used; recorded in the result file.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    split: str
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of ``path``, cached per process by (path, size, mtime)."""
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_CACHE:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _HASH_CACHE[key] = h.hexdigest()
+    return _HASH_CACHE[key]
+
+
+def _check_files(spec: DomainSpec, root: Path, verify: bool) -> dict[str, Path]:
+    paths = {f: root / spec.folder / f for f in spec.files}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise DataError(
+                f"missing dataset file {path}: put the {spec.name} IDX files ({', '.join(spec.files)}) "
+                f"in <root>/{spec.folder}/ or pass --data-root (env {ENV_VAR})"
+            )
+    if verify:
+        for name, path in paths.items():
+            got, expected = sha256_file(path), spec.sha256[name]
+            if got != expected:
+                raise DataError(
+                    f"sha256 mismatch for {path}: expected {expected}, got {got}; "
+                    "replace the file with the original (see the data README)"
+                )
+    return paths
+
+
+def _read_pair(spec: DomainSpec, images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != spec.image_shape[1:]:
+        raise DataError(f"{images_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(f"{labels_path}: expected {len(images)} labels to match {images_path.name}, got shape {labels.shape}")
+    labels = labels.astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= spec.n_classes):
+        raise DataError(f"{labels_path}: labels must lie in 0..{spec.n_classes - 1}, got {labels.min()}..{labels.max()}")
+    return images, labels
+
+
+def pool_split_indices(n: int, name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded 80/20 split of a pool of ``n`` images of domain ``name``.
+
+    Returns
+    -------
+    train, test : ndarray of int64
+        Disjoint indices covering ``range(n)``; ``len(train) == floor(0.8 * n)``. The
+        permutation comes from ``seeding.rng(seed, "pool-split", domain_key(name))``, so the
+        same seed gives the same split on every rank and in every run.
+    """
+    perm = seeding.rng(seed, POOL_STREAM, domain_key(name)).permutation(n).astype(np.int64)
+    n_train = int(n * TRAIN_FRACTION)
+    return perm[:n_train], perm[n_train:]
+
+
+def load_domain(name: str, root: Path, seed: int, verify: bool = True) -> DomainData:
+    """Load domain ``name`` from ``root`` (a data root as returned by ``resolve_data_root``).
+
+    Parameters
+    ----------
+    name : str
+        Registered domain name (``DOMAINS``).
+    root : Path
+        Folder holding ``<folder>/`` of each domain.
+    seed : int
+        Run seed; only used by pool domains, for the 80/20 split.
+    verify : bool, default True
+        Check each file's sha256 against ``checksums.json`` (cached per process).
+
+    Returns
+    -------
+    DomainData
+        ``split`` is ``"official"`` for domains with a train file, ``"pool-80/20"`` otherwise.
+
+    Raises
+    ------
+    DataError
+        Unknown domain; a needed file missing (names it and how to supply it); a checksum
+        mismatch (names the file, expected and actual sha256); a malformed file.
+    """
+    spec = get_domain(name)
+    paths = _check_files(spec, Path(root), verify)
+    test_images, test_labels = _read_pair(spec, paths[spec.test_images], paths[spec.test_labels])
+    if not spec.pool:
+        train_images, train_labels = _read_pair(spec, paths[spec.train_images], paths[spec.train_labels])
+        return DomainData(name, train_images, train_labels, test_images, test_labels, OFFICIAL)
+    train, test = pool_split_indices(len(test_images), name, seed)
+    return DomainData(name, test_images[train], test_labels[train], test_images[test], test_labels[test], POOL_SPLIT)
+
+
+def to_unit_range(images: np.ndarray) -> np.ndarray:
+    """Scale uint8 images to float32 in [-1, 1] with a channel axis: ``(x / 255) * 2 - 1``.
+
+    Parameters
+    ----------
+    images : ndarray of uint8, shape (N, H, W) or (N, C, H, W)
+
+    Returns
+    -------
+    ndarray of float32, shape (N, 1, H, W) (or (N, C, H, W) if given with channels)
+
+    Raises
+    ------
+    TypeError
+        If ``images`` is not uint8.
+    ValueError
+        If ``images`` is not 3- or 4-dimensional.
+    """
+    if images.dtype != np.uint8:
+        raise TypeError(f"to_unit_range expects uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim != 4:
+        raise ValueError(f"to_unit_range expects shape (N, H, W) or (N, C, H, W), got {images.shape}")
+    # Divide first (as the reference's ToTensor + Normalize(0.5, 0.5)): 255 maps to exactly 1.0.
+    out = images.astype(np.float32)
+    out /= np.float32(255.0)
+    out *= np.float32(2.0)
+    out -= np.float32(1.0)
+    return out

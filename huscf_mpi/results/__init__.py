@@ -1,0 +1,21 @@
+"""Result files: one HDF5 file per run, written by rank 0, read back for analysis.
+
+``ResultWriter`` writes (at ``<path>.partial`` until the run completes), ``ResultFile``
+reads, ``summary`` renders a text overview. Layout: :mod:`huscf_mpi.results.schema` and
+``docs/results.md``.
+"""
+from .reader import ResultFile
+from .schema import SCHEMA_VERSION, STATUS_COMPLETE, STATUS_FAILED, STATUS_RUNNING
+from .writer import ResultWriter
+
+__all__ = ["ResultWriter", "ResultFile", "summary", "SCHEMA_VERSION",
+           "STATUS_RUNNING", "STATUS_COMPLETE", "STATUS_FAILED"]
+
+
+def __getattr__(name: str):
+    # Imported lazily so `python -m huscf_mpi.results.show` does not import show.py twice.
+    if name == "summary":
+        from .show import summary
+
+        return summary
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,90 @@
+"""Layout of a huscf-mpi result file (HDF5, schema version 1).
+
+One file per run, written by rank 0 only. While the run is in progress the file is
+``<path>.partial``; it is renamed to ``<path>`` only when the run completes, so a file at the
+final path always has ``status == "complete"``. ``docs/results.md`` is the user reference.
+
+::
+
+    /                 attrs: schema_version (int), status ("running" | "complete" | "failed"),
+                             error (str, "" unless failed), created, finished (ISO-8601 UTC,
+                             finished is "" while running)
+    /provenance       attrs: config_yaml (resolved config, YAML text), seed, command, git_commit,
+                             git_dirty, versions (JSON object text), mpi_library, n_ranks,
+                             hosts (JSON list text), slurm_job_id ("" if none), started, ended
+    /domains          (n_domains,) str: ordered domain names; labels generation_score columns
+    /partition        table, one row per client: client int32, domain str, size int64,
+                      excluded_labels str ("2,5" or "")
+    /cuts/cut_vectors (N, 4) int32 = (g_head, g_tail, d_head, d_tail); group attrs: mode (str)
+    /rounds/<name>    first axis = round, grown by append; e.g. round (R,), loss_d (R, N),
+                      loss_g (R, N), generation_score (R, n_domains), cluster_labels (R, N),
+                      kld (R, N), weights (R, N), global_kld (R, N), global_weights (R, N),
+                      adjusted_rand_index (R,), wall_seconds (R,) [s],
+                      compute_seconds (R, n_ranks) [s], comm_seconds (R, n_ranks) [s],
+                      bytes_sent (R, n_ranks) [bytes], bytes_received (R, n_ranks) [bytes]
+    /samples/<domain> (R, H, W) uint8 image grid per round
+    /ledger           table, one row per (kind, source, shape, dtype): kind str, source int32,
+                      shape str ("64x128x7x7"), dtype str, bytes int64 (total), count int64
+    /final/<domain>   group attrs: scalar final metrics (accuracy, precision, recall, f1, fpr
+                      in %, generation_score, classifier_test_accuracy, fid if present, ...)
+
+Tables are groups holding equal-length 1-D datasets, one per column; the group attr
+``columns`` lists them in order. Strings are variable-length UTF-8. Attributes whose value
+was a dict, list, tuple or None are stored as JSON text and named in the owning object's
+``json_attrs`` attr (a JSON list), so readers can decode them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+STATUS_RUNNING = "running"
+STATUS_COMPLETE = "complete"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED)
+
+PARTIAL_SUFFIX = ".partial"
+
+# Root attributes owned by the writer's lifecycle; set_attrs must not touch them.
+ROOT_ATTRS = ("schema_version", "status", "error", "created", "finished")
+
+# Attr (on any group/dataset) listing which of its attrs hold JSON text.
+JSON_ATTRS = "json_attrs"
+# Attr on a table group listing its columns in order.
+COLUMNS_ATTR = "columns"
+
+PROVENANCE = "provenance"
+PARTITION = "partition"
+CUTS = "cuts"
+CUT_VECTORS = "cuts/cut_vectors"
+ROUNDS = "rounds"
+SAMPLES = "samples"
+LEDGER = "ledger"
+FINAL = "final"
+DOMAINS = "domains"
+
+# Provenance attrs that hold JSON even when the caller passed them pre-encoded as text.
+JSON_PROVENANCE_KEYS = ("versions", "hosts")
+
+STR = "str"
+# Known tables: required columns and their dtypes (STR = variable-length UTF-8).
+TABLES: dict[str, dict[str, object]] = {
+    PARTITION: {"client": np.int32, "domain": STR, "size": np.int64, "excluded_labels": STR},
+    LEDGER: {"kind": STR, "source": np.int32, "shape": STR, "dtype": STR, "bytes": np.int64, "count": np.int64},
+}
+# String columns whose cells may be given as sequences; they are joined with this separator.
+JOINERS = {"excluded_labels": ",", "shape": "x"}
+
+# Known arrays: dtype and trailing shape (None = any length).
+ARRAYS: dict[str, tuple[object, tuple]] = {
+    CUT_VECTORS: (np.int32, (None, 4)),
+}
+
+
+def partial_path(path: str | Path) -> Path:
+    """``<path>.partial``: where a run's file lives until it completes."""
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)

@@ -1,0 +1,381 @@
+"""Write a run's result file (rank 0 only); layout in :mod:`huscf_mpi.results.schema`.
+
+The file is written at ``<path>.partial`` and renamed to ``<path>`` only by
+``close(status="complete")``, so a crashed or failed run can never be mistaken for a
+finished one: it stays ``.partial`` with root ``status`` "running" (killed) or "failed".
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import schema
+
+_STR_DTYPE = h5py.string_dtype("utf-8")
+
+
+def utc_now() -> str:
+    """Current time as ISO-8601 UTC to the second, e.g. ``"2025-01-31T12:00:00Z"``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks collapsed, so status/error attrs stay single-line."""
+    return " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _encode_attr(key: str, value):
+    """Return ``(stored_value, is_json)`` for an HDF5 attribute.
+
+    h5py stores str, bool, numbers and numeric arrays natively; dict/list/tuple/None become
+    JSON text (flagged so readers decode them); anything else (Path, objects) becomes str.
+    """
+    if key == "config_yaml" and isinstance(value, dict):
+        import yaml  # only needed when the caller hands over the config as a dict
+
+        return yaml.safe_dump(value, sort_keys=False), False
+    if isinstance(value, (str, bool, int, float, np.generic)):
+        return value, False
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return value, False
+    if value is None or isinstance(value, (dict, list, tuple)):
+        try:
+            return json.dumps(value, default=_json_default), True
+        except (TypeError, ValueError):
+            return str(value), False
+    if isinstance(value, np.ndarray):
+        return json.dumps(value.tolist(), default=_json_default), True
+    return str(value), False
+
+
+def _json_default(obj):
+    # numpy scalars/arrays and paths show up inside provenance dicts (e.g. versions, hosts).
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _set_attrs(obj: h5py.HLObject, attrs: dict) -> None:
+    json_keys = set(json.loads(obj.attrs.get(schema.JSON_ATTRS, "[]")))
+    for key, value in attrs.items():
+        if key == schema.JSON_ATTRS:
+            raise ValueError(f"attribute name {key!r} is reserved")
+        stored, is_json = _encode_attr(key, value)
+        obj.attrs[key] = stored
+        if is_json:
+            json_keys.add(key)
+        else:
+            json_keys.discard(key)
+    if json_keys:
+        obj.attrs[schema.JSON_ATTRS] = json.dumps(sorted(json_keys))
+    elif schema.JSON_ATTRS in obj.attrs:
+        del obj.attrs[schema.JSON_ATTRS]
+
+
+def _string_column(values, joiner: str | None) -> np.ndarray:
+    """1-D object array of str; sequence cells are joined (e.g. ``(64, 128) -> "64x128"``)."""
+    out = []
+    for v in values:
+        if isinstance(v, bytes):
+            v = v.decode("utf-8")
+        elif isinstance(v, (list, tuple, np.ndarray)):
+            if joiner is None:
+                raise TypeError(f"cell {v!r} is a sequence; expected a string")
+            v = joiner.join(str(x) for x in v)
+        out.append(str(v))
+    return np.array(out, dtype=object).reshape(len(out))
+
+
+def _as_stored(array, dtype=None) -> np.ndarray:
+    """``array`` as stored: str/bytes/object -> variable-length UTF-8, else numeric."""
+    arr = np.asarray(array)
+    if dtype is schema.STR or arr.dtype.kind in "USO":
+        flat = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr.reshape(-1).tolist()]
+        return np.array(flat, dtype=object).reshape(arr.shape)
+    if dtype is not None:
+        target = np.dtype(dtype)
+        if arr.size and not np.can_cast(arr.dtype, target, "same_kind"):
+            raise TypeError(f"expected {target} values, got {arr.dtype}")
+        if arr.size and arr.dtype.kind in "iu" and target.kind in "iu":
+            info = np.iinfo(target)
+            if arr.min() < info.min or arr.max() > info.max:
+                raise ValueError(f"values outside the range of {target}")
+        arr = arr.astype(target)
+    return arr
+
+
+class ResultWriter:
+    """Incremental writer of one run's HDF5 result file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Final path of the result file (e.g. ``results/run.h5``). Parent directories are
+        created. Data goes to ``<path>.partial`` until ``close(status="complete")``;
+        a stale ``.partial`` from an earlier run at the same path is replaced.
+    overwrite : bool, default False
+        Allow replacing an existing file at ``path``. The old file is kept until the new
+        run completes (the rename replaces it), so a failed rerun does not destroy it.
+
+    Attributes
+    ----------
+    path : Path
+        Final path.
+    partial_path : Path
+        ``<path>.partial``, where the file lives while open (and after a failure).
+    status : str
+        "running" until closed, then the status passed to :meth:`close`.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+
+    Examples
+    --------
+    >>> with ResultWriter("results/run.h5") as w:          # doctest: +SKIP
+    ...     w.write_provenance(seed=0, command="huscf-mpi train cfg.yaml")
+    ...     for r in range(3):
+    ...         w.append("rounds/round", r)
+    ...         w.append("rounds/loss_d", np.zeros(4, np.float32))
+    """
+
+    def __init__(self, path: str | Path, overwrite: bool = False):
+        self.path = Path(path)
+        self.partial_path = schema.partial_path(self.path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} already exists; pass overwrite=True or choose another path")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # libver v108: its object headers hold attributes over 64 KiB (a long config_yaml);
+        # not v110+, whose superblock marks the file "open for write" so that a killed run's
+        # .partial (and a live one, from another process) could not be opened without h5clear.
+        # best-effort locking: cluster file systems without flock (some Lustre/NFS mounts)
+        # would otherwise refuse to create the file.
+        self._file = h5py.File(self.partial_path, "w", libver=("v108", "latest"), track_order=True,
+                               locking="best-effort")
+        self.status = schema.STATUS_RUNNING
+        root = self._file.attrs
+        root["schema_version"] = np.int64(schema.SCHEMA_VERSION)
+        root["status"] = schema.STATUS_RUNNING
+        root["error"] = ""
+        root["created"] = utc_now()
+        root["finished"] = ""
+        self._file.flush()
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def closed(self) -> bool:
+        return self._file is None
+
+    def _open(self) -> h5py.File:
+        if self._file is None:
+            raise RuntimeError(f"result writer for {self.path} is closed")
+        return self._file
+
+    def _group(self, name: str) -> h5py.Group:
+        """The group ``name`` ("/" = root), created with intermediates if missing."""
+        f = self._open()
+        name = name.strip("/")
+        if not name:
+            return f
+        node = f
+        for part in name.split("/"):
+            if part not in node:
+                node = node.create_group(part, track_order=True)
+            else:
+                node = node[part]
+                if not isinstance(node, h5py.Group):
+                    raise ValueError(f"{name!r}: {node.name} is a dataset, not a group")
+        return node
+
+    def _parent_and_leaf(self, name: str) -> tuple[h5py.Group, str]:
+        name = name.strip("/")
+        if not name:
+            raise ValueError("dataset name must not be empty")
+        parent, _, leaf = name.rpartition("/")
+        return self._group(parent), leaf
+
+    # ------------------------------------------------------------------ writing
+    def write_provenance(self, **attrs) -> None:
+        """Set attributes of ``/provenance`` (merged with earlier calls).
+
+        dict/list/tuple/None values are stored as JSON text; ``config_yaml`` given as a dict
+        is dumped to YAML; values h5py cannot store (Path, objects) are stored as ``str``.
+        """
+        _set_attrs(self._group(schema.PROVENANCE), attrs)
+
+    def set_attrs(self, group: str, **attrs) -> None:
+        """Set attributes of ``group`` (created if missing) or of an existing dataset.
+
+        E.g. ``set_attrs("cuts", mode="ga")``, ``set_attrs("final/mnist", accuracy=97.1)``.
+        The root lifecycle attrs (schema_version, status, error, created, finished) are
+        reserved for the writer.
+        """
+        f = self._open()
+        key = group.strip("/")
+        if not key:
+            reserved = sorted(set(attrs) & set(schema.ROOT_ATTRS))
+            if reserved:
+                raise ValueError(f"root attributes {reserved} are managed by the writer")
+        obj = f[key] if key and key in f and isinstance(f[key], h5py.Dataset) else self._group(key)
+        _set_attrs(obj, attrs)
+
+    def write_table(self, group: str, columns: dict) -> None:
+        """Write a table as ``group`` with one 1-D dataset per column, replacing any old one.
+
+        Parameters
+        ----------
+        group : str
+            Table name, e.g. "partition" or "ledger".
+        columns : dict of str -> array-like
+            Equal-length 1-D columns, stored in the given order. Strings are stored as
+            variable-length UTF-8. For the known tables (see ``schema.TABLES``) all required
+            columns must be present and are cast to the schema dtypes; ``excluded_labels``
+            and ``shape`` cells may be sequences, joined as "2,5" and "64x128x7x7".
+
+        Raises
+        ------
+        ValueError
+            Columns of unequal length, not 1-D, or required columns missing.
+        """
+        key = group.strip("/")
+        spec = schema.TABLES.get(key, {})
+        missing = [c for c in spec if c not in columns]
+        if missing:
+            raise ValueError(f"table {key!r} is missing required columns {missing}")
+        prepared: dict[str, np.ndarray] = {}
+        for name, values in columns.items():
+            dtype = spec.get(name)
+            joiner = schema.JOINERS.get(name)
+            if dtype is schema.STR or (joiner is not None and not isinstance(values, np.ndarray)):
+                arr = _string_column(values, joiner)
+            else:
+                arr = _as_stored(values, dtype)
+            if arr.ndim != 1:
+                raise ValueError(f"table {key!r}: column {name!r} must be 1-D, got shape {arr.shape}")
+            prepared[name] = arr
+        lengths = {name: len(a) for name, a in prepared.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"table {key!r}: columns differ in length {lengths}")
+        parent, leaf = self._parent_and_leaf(key)
+        if leaf in parent:
+            del parent[leaf]
+        g = parent.create_group(leaf, track_order=True)
+        for name, arr in prepared.items():
+            g.create_dataset(name, data=arr, dtype=_STR_DTYPE if arr.dtype == object else arr.dtype)
+        g.attrs[schema.COLUMNS_ATTR] = json.dumps(list(prepared))
+
+    def write_array(self, name: str, array, **attrs) -> None:
+        """Write dataset ``name`` (e.g. "cuts/cut_vectors", "domains"), replacing any old one.
+
+        Known arrays (``schema.ARRAYS``) are checked and cast, e.g. cut vectors must be
+        (N, 4) integers and are stored as int32. Strings become variable-length UTF-8.
+        ``attrs`` are set on the dataset.
+        """
+        key = name.strip("/")
+        dtype, shape = schema.ARRAYS.get(key, (None, None))
+        arr = _as_stored(array, dtype)
+        if shape is not None and (arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape))):
+            raise ValueError(f"{key!r}: expected shape {shape}, got {arr.shape}")
+        parent, leaf = self._parent_and_leaf(key)
+        if leaf in parent:
+            del parent[leaf]
+        ds = parent.create_dataset(leaf, data=arr, dtype=_STR_DTYPE if arr.dtype == object else arr.dtype)
+        if attrs:
+            _set_attrs(ds, attrs)
+
+    def append(self, name: str, value) -> None:
+        """Append one row to the growable dataset ``name`` (e.g. "rounds/loss_d").
+
+        The first call creates it with shape ``(1, *value.shape)`` and the value's dtype
+        (``samples/*`` is stored as uint8); later values must have the same trailing shape
+        and a dtype castable within the same kind (int into a float dataset is fine, float
+        into an int one raises ``TypeError``).
+
+        Parameters
+        ----------
+        name : str
+            Dataset path.
+        value : scalar or array-like
+            One row, e.g. a float, an (N,) vector or an (H, W) uint8 image grid.
+        """
+        f = self._open()
+        key = name.strip("/")
+        is_sample = key.startswith(schema.SAMPLES + "/")
+        arr = _as_stored(value, np.uint8 if is_sample else None)
+        if key in f:
+            ds = f[key]
+            if not isinstance(ds, h5py.Dataset) or not ds.maxshape or ds.maxshape[0] is not None:
+                raise ValueError(f"{key!r} exists and is not an appendable dataset")
+            if arr.shape != ds.shape[1:]:
+                raise ValueError(f"{key!r}: row shape {arr.shape} differs from {ds.shape[1:]}")
+            if ds.dtype.kind == "O":
+                if arr.dtype != object:
+                    raise TypeError(f"{key!r} holds strings, got {arr.dtype}")
+            else:
+                arr = _as_stored(arr, ds.dtype)
+            n = ds.shape[0]
+            ds.resize(n + 1, axis=0)
+            ds[n] = arr
+            return
+        parent, leaf = self._parent_and_leaf(key)
+        dtype = _STR_DTYPE if arr.dtype == object else arr.dtype
+        row_bytes = max(1, int(np.prod(arr.shape, dtype=np.int64)) * (8 if arr.dtype == object else arr.dtype.itemsize))
+        # ~64 KiB chunks: few chunk lookups for scalars, one row per chunk for image grids.
+        rows = int(max(1, min(1024, (64 << 10) // row_bytes)))
+        compress = "gzip" if row_bytes >= 1024 else None
+        parent.create_dataset(leaf, data=arr[np.newaxis], dtype=dtype, maxshape=(None, *arr.shape),
+                              chunks=(rows, *arr.shape) if arr.shape else (rows,), compression=compress)
+
+    def flush(self) -> None:
+        """Push buffered data to disk, so a crash loses at most what came after."""
+        self._open().flush()
+
+    def close(self, status: str = schema.STATUS_COMPLETE, error: str = "") -> Path:
+        """Finish the file: set ``status``, ``error``, ``finished``; close it.
+
+        Only ``status == "complete"`` renames ``<path>.partial`` to ``<path>``; with
+        "failed" the file stays at ``<path>.partial``. Closing twice is a no-op.
+
+        Returns
+        -------
+        Path
+            Where the file now is.
+        """
+        if self._file is None:
+            return self.path if self.status == schema.STATUS_COMPLETE else self.partial_path
+        if status not in (schema.STATUS_COMPLETE, schema.STATUS_FAILED):
+            raise ValueError(f"close status must be 'complete' or 'failed', got {status!r}")
+        if error and status != schema.STATUS_FAILED:
+            raise ValueError("an error message is only allowed with status 'failed'")
+        root = self._file.attrs
+        root["status"] = status
+        root["error"] = one_line(error)
+        root["finished"] = utc_now()
+        self._file.close()
+        self._file = None
+        self.status = status
+        if status == schema.STATUS_COMPLETE:
+            os.replace(self.partial_path, self.path)
+            return self.path
+        return self.partial_path
+
+    def __enter__(self) -> "ResultWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.close(schema.STATUS_COMPLETE)
+        else:
+            self.close(schema.STATUS_FAILED, error=one_line(repr(exc)))
+        return False  # never swallow the exception
+
+    def __repr__(self) -> str:
+        return f"ResultWriter({str(self.path)!r}, status={self.status!r})"

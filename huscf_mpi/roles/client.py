@@ -1,0 +1,65 @@
+"""The client loop (ranks 1..N): local data, the strategy's iterations, round reports."""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+
+from .. import seeding
+from ..comm import Kind, MPITransport
+from ..data import ClientBatches, load_domain, to_unit_range
+from ..strategies import ClientStrategy, RunInfo
+from .evaluation import DomainEvaluator
+from .setup import ClientAssignment, agree
+
+log = logging.getLogger("huscf_mpi")
+
+# Layout of the ROUND_STATS message (float64).
+ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "bytes_sent", "bytes_received")
+
+
+def evaluation_due(round_index: int, info: RunInfo) -> bool:
+    cfg = info.config
+    return round_index % cfg.evaluation.every == 0 or round_index == cfg.training.rounds
+
+
+def run_client(info: RunInfo, assignment: ClientAssignment, root, transport: MPITransport,
+               strategy_cls: type[ClientStrategy]) -> None:
+    cfg, client = info.config, transport.rank
+    error, evaluator = None, None
+    try:
+        data = load_domain(assignment.domain, root, cfg.seed)
+        images = torch.from_numpy(to_unit_range(data.train_images[assignment.indices]))
+        labels = torch.from_numpy(data.train_labels[assignment.indices].astype(np.int64))
+        batches = ClientBatches(images, labels, cfg.training.batch_size, seeding.rng(cfg.seed, "batches", client))
+        strategy = strategy_cls(info, client, transport)
+        if info.evaluators[assignment.domain] == client:
+            evaluator = DomainEvaluator(info, client, data, transport)
+        del data  # only the evaluating client keeps the domain's full train/test arrays
+        transport.declare(0, Kind.ROUND_STATS, (len(ROUND_STATS),), np.float64)
+        log.info("client %d: %s, %d samples, excluded labels %s, cuts %s", client, assignment.domain,
+                 len(labels), list(assignment.excluded_labels), info.cuts[client].as_tuple())
+    except Exception as e:  # reported collectively so no rank is left waiting
+        error = f"client {client}: {e}"
+    agree(transport, error)
+
+    for r in range(1, cfg.training.rounds + 1):
+        t0, w0 = time.perf_counter(), transport.wait_seconds
+        loss_d = loss_g = 0.0
+        for _ in range(info.iterations_per_round):
+            x, y = batches.next()
+            ld, lg = strategy.train_iteration(x, y)
+            loss_d, loss_g = loss_d + ld, loss_g + lg
+        strategy.round_end(r)
+        transport.flush()
+        wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
+        sent, received = transport.ledger.take_round()
+        n = info.iterations_per_round
+        transport.isend(0, Kind.ROUND_STATS, np.array([loss_d / n, loss_g / n, wall - waited, waited, sent, received]))
+        if evaluator is not None and evaluation_due(r, info):
+            evaluator.round(strategy)
+    if evaluator is not None:
+        evaluator.final(strategy)
+    transport.barrier()

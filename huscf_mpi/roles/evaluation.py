@@ -1,0 +1,98 @@
+"""Evaluation through the U path, on the first client of each domain (SPEC §6).
+
+The evaluating client generates samples with its own head and tail and the server's body
+(in eval mode), scores them with a domain classifier it loads or trains from the domain's
+real training set, and sends the server scalars only: the generation score each evaluated
+round; at the end accuracy, macro precision/recall/F1/FPR of a classifier trained on 
+synthetic images, and the domain-classifier FID. The sample grid for the result file is the
+one image-shaped report message, sent only when ``evaluation.sample_grid`` is on.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import seeding
+from ..comm import Kind
+from ..data import DomainData, to_unit_range
+from ..metrics import (fid_against_real, generation_score, load_or_train_domain_classifier,
+                       predict_proba, synthetic_classification)
+
+log = logging.getLogger("huscf_mpi")
+
+# Layout of the EVAL_SCALARS message (float64); NaN where not computed.
+SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "classifier_test_accuracy")
+
+
+def n_chunks(n_samples: int, chunk: int) -> int:
+    """Generation messages needed for ``n_samples`` at ``chunk`` samples each (last one padded)."""
+    return math.ceil(n_samples / chunk)
+
+
+def image_grid(images: np.ndarray, labels: np.ndarray, n_classes: int, per_class: int) -> np.ndarray:
+    """uint8 grid: one row per class, ``per_class`` images each; images float (N,1,H,W) in [-1,1]."""
+    _, _, h, w = images.shape
+    grid = np.zeros((n_classes * h, per_class * w), np.uint8)
+    for k in range(n_classes):
+        for j, i in enumerate(np.flatnonzero(labels == k)[:per_class]):
+            grid[k * h:(k + 1) * h, j * w:(j + 1) * w] = np.clip((images[i, 0] + 1) * 127.5, 0, 255).round()
+    return grid
+
+
+class DomainEvaluator:
+    """Scores one domain's generator as seen by its first client."""
+
+    def __init__(self, info, client: int, data: DomainData, transport):
+        cfg = info.config.evaluation
+        self.info, self.client, self.t, self.cfg = info, client, transport, cfg
+        self.data = data
+        self.classifier, self.classifier_accuracy = load_or_train_domain_classifier(
+            data.name, data.train_images, data.train_labels, data.test_images, data.test_labels,
+            cache_dir=Path(cfg.cache_dir).expanduser(), epochs=cfg.classifier_epochs,
+            seed=seeding.int_seed(info.config.seed, "domain-classifier"), split_tag=data.split)
+        log.info("domain classifier for %s: real test accuracy %.2f %%", data.name, self.classifier_accuracy)
+        self.noise = torch.Generator().manual_seed(seeding.int_seed(info.config.seed, seeding.EVALUATION, client))
+        self.t.declare(0, Kind.EVAL_SCALARS, (len(SCALARS),), np.float64)
+        h, w = info.arch.image_shape[1:]
+        self.t.declare(0, Kind.SAMPLE_GRID, (info.arch.n_classes * h, cfg.grid_per_class * w), np.uint8)
+
+    def _generate(self, strategy, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n images (float32 (n,1,H,W)) with uniform labels ``arange(n) % K``, through the U path."""
+        E, K, zdim = self.cfg.batch_size, self.info.arch.n_classes, self.info.arch.z_dim
+        labels = torch.arange(n_chunks(n, E) * E) % K
+        out = []
+        for i in range(n_chunks(n, E)):
+            z = torch.randn(E, zdim, generator=self.noise)
+            out.append(strategy.generate(z, labels[i * E:(i + 1) * E]).numpy())
+        return np.concatenate(out)[:n], labels[:n].numpy()
+
+    def _send(self, values: dict[str, float]) -> None:
+        self.t.isend(0, Kind.EVAL_SCALARS, np.array([values.get(k, np.nan) for k in SCALARS], np.float64))
+
+    def round(self, strategy) -> float:
+        """Generation score now; sends it (and the sample grid) to the server."""
+        images, labels = self._generate(strategy, self.cfg.generation_samples)
+        score = generation_score(predict_proba(self.classifier, images))
+        self._send({"generation_score": score, "classifier_test_accuracy": self.classifier_accuracy})
+        if self.cfg.sample_grid:
+            self.t.isend(0, Kind.SAMPLE_GRID, image_grid(images, labels, self.info.arch.n_classes,
+                                                         self.cfg.grid_per_class))
+        return score
+
+    def final(self, strategy) -> dict[str, float]:
+        """SPEC §6 synthetic-data classification and domain-classifier FID; sends the scalars."""
+        images, labels = self._generate(strategy, self.cfg.synthetic_samples)
+        test_x = to_unit_range(self.data.test_images)
+        metrics = synthetic_classification(
+            images, labels, test_x, self.data.test_labels, epochs=self.cfg.synthetic_epochs,
+            seed=seeding.int_seed(self.info.config.seed, "synthetic-classifier", self.client))
+        n_fid = min(len(images), len(test_x))
+        metrics["fid"] = fid_against_real(self.classifier, test_x[:n_fid], images[:n_fid])
+        metrics["generation_score"] = generation_score(predict_proba(self.classifier, images))
+        metrics["classifier_test_accuracy"] = self.classifier_accuracy
+        self._send(metrics)
+        return metrics

@@ -1,0 +1,106 @@
+"""The server loop (rank 0): serves the strategy, gathers reports, writes the result file."""
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from ..comm import Kind, MPITransport
+from ..results import ResultWriter
+from ..strategies import RunInfo, ServerStrategy
+from .client import ROUND_STATS, evaluation_due
+from .evaluation import SCALARS, n_chunks
+from .setup import agree
+
+log = logging.getLogger("huscf_mpi")
+
+
+def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, transport: MPITransport
+                      ) -> dict[int, np.ndarray]:
+    evaluators = sorted(info.evaluators.values())
+    for _ in range(n_chunks(n_samples, info.config.evaluation.batch_size)):
+        strategy.serve_generation(evaluators)
+    return {c: v.copy() for c, v in transport.recv_many(evaluators, Kind.EVAL_SCALARS).items()}
+
+
+def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[ServerStrategy],
+               writer: ResultWriter) -> dict[str, dict[str, float]]:
+    """Run every round; returns the final metrics per domain. The caller closes ``writer``."""
+    cfg = info.config
+    clients, domains = info.clients, list(info.evaluators)
+    evaluators = [info.evaluators[d] for d in domains]
+    error = None
+    try:
+        strategy = strategy_cls(info, transport)
+        h, w = info.arch.image_shape[1:]
+        for c in clients:
+            transport.declare(c, Kind.ROUND_STATS, (len(ROUND_STATS),), np.float64, send=False)
+        for c in evaluators:
+            transport.declare(c, Kind.EVAL_SCALARS, (len(SCALARS),), np.float64, send=False)
+            transport.declare(c, Kind.SAMPLE_GRID, (info.arch.n_classes * h, cfg.evaluation.grid_per_class * w),
+                              np.uint8, send=False)
+    except Exception as e:
+        error = f"server: {e}"
+    agree(transport, error)  # clients have loaded data and classifiers when this returns
+
+    rounds, iters = cfg.training.rounds, info.iterations_per_round
+    bar = tqdm(total=rounds * iters, desc="training", unit="it", dynamic_ncols=True,
+               mininterval=1.0, smoothing=0.05)
+    for r in range(1, rounds + 1):
+        t0, w0 = time.perf_counter(), transport.wait_seconds
+        for i in range(iters):
+            strategy.train_iteration(last_of_round=i == iters - 1)
+            bar.update()
+        record = strategy.round_end(r)
+        transport.flush()
+        wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
+        sent, received = transport.ledger.take_round()
+        stats = transport.recv_many(clients, Kind.ROUND_STATS)
+        table = np.stack([stats[c] for c in clients])  # (N, len(ROUND_STATS))
+        col = {name: table[:, i] for i, name in enumerate(ROUND_STATS)}
+
+        scores = np.full(len(domains), np.nan)
+        t_eval = time.perf_counter()
+        if evaluation_due(r, info):
+            got = _serve_generation(strategy, info, cfg.evaluation.generation_samples, transport)
+            scores = np.array([got[c][SCALARS.index("generation_score")] for c in evaluators])
+            if cfg.evaluation.sample_grid:
+                grids = transport.recv_many(evaluators, Kind.SAMPLE_GRID)
+                for d, c in zip(domains, evaluators):
+                    writer.append(f"samples/{d}", grids[c])
+        eval_seconds = time.perf_counter() - t_eval
+
+        writer.append("rounds/round", r)
+        writer.append("rounds/wall_seconds", wall)
+        writer.append("rounds/eval_seconds", eval_seconds)
+        writer.append("rounds/loss_d", col["loss_d"])
+        writer.append("rounds/loss_g", col["loss_g"])
+        writer.append("rounds/generation_score", scores)
+        writer.append("rounds/evaluated", np.int8(evaluation_due(r, info)))  # rows of samples/<domain>
+        # Per rank (index 0 = server): seconds computing vs waiting on messages, bytes moved.
+        writer.append("rounds/compute_seconds", np.r_[wall - waited, col["compute_seconds"]])
+        writer.append("rounds/comm_seconds", np.r_[waited, col["comm_seconds"]])
+        writer.append("rounds/bytes_sent", np.r_[sent, col["bytes_sent"]].astype(np.int64))
+        writer.append("rounds/bytes_received", np.r_[received, col["bytes_received"]].astype(np.int64))
+        for name, value in record.arrays.items():
+            writer.append(f"rounds/{name}", value)
+        writer.flush()
+        score_text = ", ".join(f"{d} {s:.2f}" for d, s in zip(domains, scores) if np.isfinite(s))
+        bar.set_postfix_str(f"round {r}/{rounds} D {col['loss_d'].mean():.3f} G {col['loss_g'].mean():.3f}"
+                            + (f" GS {score_text}" if score_text else ""))
+        log.info("round %d/%d: loss D %.3f G %.3f, %s%s, %.1f s (+%.1f s eval)", r, rounds, col["loss_d"].mean(),
+                 col["loss_g"].mean(), record.log, f", generation score {score_text}" if score_text else "",
+                 wall, eval_seconds)
+    bar.close()
+
+    log.info("final evaluation: %d synthetic samples per domain", cfg.evaluation.synthetic_samples)
+    got = _serve_generation(strategy, info, cfg.evaluation.synthetic_samples, transport)
+    final = {}
+    for d, c in zip(domains, evaluators):
+        final[d] = {k: float(v) for k, v in zip(SCALARS, got[c]) if np.isfinite(v)}
+        writer.set_attrs(f"final/{d}", **final[d])
+    writer.write_table("ledger", transport.ledger.received_table())
+    transport.barrier()
+    return final

@@ -1,0 +1,127 @@
+"""Start-up shared by all ranks: checks, partition, cut vectors, and agreement on errors.
+
+Set-up errors (wrong rank count, a missing dataset file, an invalid cut) must stop *every*
+rank with one clear line, never leave some ranks waiting. Each phase therefore ends with an
+``allgather`` of the local error (or ``None``) and every rank raises the first one found.
+
+Partitioning is the experiment harness, not the protocol: rank 0 reads the label files once
+to draw the SPEC §4 partition and sends each client its shard indices at set-up (pickled,
+once). From then on rank 0 acts only as the server and holds no images or labels.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import seeding
+from ..comm import MPITransport
+from ..config import Config
+from ..data import DataError, load_domain, partition, partition_summary, resolve_data_root
+from ..data.datasets import epoch_iterations
+from ..models import CutVector, get_architecture, uniform_max, uniform_min, valid_cut_vectors
+from ..strategies import RunInfo
+
+log = logging.getLogger("huscf_mpi")
+
+
+class SetupError(RuntimeError):
+    """A start-up problem, reported as one line by rank 0; every rank exits non-zero."""
+
+
+@dataclass
+class ClientAssignment:
+    """What rank 0 sends a client at set-up: its domain and shard indices."""
+
+    domain: str
+    indices: np.ndarray
+    excluded_labels: tuple[int, ...]
+
+
+def agree(transport: MPITransport, error: str | None) -> None:
+    """Collective: raise :class:`SetupError` on every rank if any rank reports an error."""
+    errors = transport.allgather(error)
+    first = next((e for e in errors if e), None)
+    if first:
+        raise SetupError(first)
+
+
+def resolve_cuts(config: Config, arch) -> dict[int, CutVector]:
+    """Cut vector per client id from ``config.cuts`` (a vector, a per-client map or a mode).
+
+    Raises ``SetupError`` naming the client and the rule broken by an invalid vector.
+    """
+    n = config.data.n_clients
+    spec = config.cuts
+    if spec == "uniform-min":
+        return {c: uniform_min(arch) for c in range(1, n + 1)}
+    if spec == "uniform-max":
+        return {c: uniform_max(arch) for c in range(1, n + 1)}
+    if spec == "random":
+        choices = valid_cut_vectors(arch)
+        pick = seeding.rng(config.seed, seeding.GA, 0).integers(len(choices), size=n)
+        return {c: choices[int(i)] for c, i in zip(range(1, n + 1), pick)}
+    per_client = spec if isinstance(spec, dict) else {c: spec for c in range(1, n + 1)}
+    out = {}
+    for c, values in sorted(per_client.items()):
+        if len(values) != 4:
+            raise SetupError(f"cuts for client {c}: need 4 values [g_head, g_tail, d_head, d_tail], got {values}")
+        v = CutVector.from_tuple(values)
+        try:
+            v.validate(arch)
+        except ValueError as e:
+            raise SetupError(f"cuts for client {c}: {e}") from None
+        out[c] = v
+    return out
+
+
+def build_run_info(config: Config, transport: MPITransport, data_root: str | None
+                   ) -> tuple[RunInfo, ClientAssignment | None, Path, list[dict]]:
+    """Collective set-up. Returns the shared :class:`RunInfo`, this client's assignment
+    (``None`` on rank 0), the data root, and (rank 0 only) the partition summary rows."""
+    rank, size = transport.rank, transport.size
+    n = config.data.n_clients
+    if size != n + 1:
+        # Every rank sees the same numbers, so all raise together without communicating.
+        raise SetupError(f"{size} MPI ranks for {n} clients: run `mpiexec -n {n + 1}` "
+                         f"(1 server + {n} clients) or change data.domains in the config")
+    error, payload, root = None, None, None
+    try:
+        arch = get_architecture(config.model.architecture)
+        cuts = resolve_cuts(config, arch)
+        root = resolve_data_root(data_root if data_root is not None else config.data.root)
+        if rank == 0:
+            labels, splits = {}, {}
+            for domain in config.data.domains:
+                d = load_domain(domain, root, config.seed)
+                labels[domain], splits[domain] = d.train_labels, d.split
+            shards = partition(config.data.scenario, config.data.domains, labels, config.seed,
+                               config.data.max_per_client if hasattr(config.data, "max_per_client")
+                               else config.data.max_samples_per_client)
+            summary = partition_summary(shards)
+            for row in summary:
+                row["split"] = splits[row["domain"]]
+            payload = (shards, summary)
+    except (SetupError, DataError, KeyError, ValueError) as e:
+        error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
+    agree(transport, error)
+
+    shards, summary = transport.bcast(payload if rank == 0 else None)
+    B = config.training.batch_size
+    sizes = {s.client: s.size for s in shards}
+    iters = config.training.iterations_per_epoch or epoch_iterations(list(sizes.values()), B)
+    evaluators: dict[str, int] = {}
+    for s in shards:
+        evaluators.setdefault(s.domain, s.client)
+    info = RunInfo(
+        config=config, arch=arch, cuts=cuts, clients=[s.client for s in shards],
+        domains={s.client: s.domain for s in shards}, sizes=sizes, evaluators=evaluators,
+        iterations_per_round=iters * config.training.local_epochs,
+        init_seed=seeding.int_seed(config.seed, seeding.INIT))
+    mine = None
+    if rank > 0:
+        s = shards[rank - 1]
+        mine = ClientAssignment(s.domain, s.indices, s.excluded_labels)
+    return info, mine, root, summary if rank == 0 else []

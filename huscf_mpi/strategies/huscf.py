@@ -1,0 +1,258 @@
+"""HuSCF-GAN: heterogeneous U-shaped split learning + KLD-weighted clustered FL.
+
+Client and server sides of the synchronous iteration of SPEC §1 and the federation round of
+SPEC §3. One iteration moves, per client, four smashed-data tensors up (G head output, D head
+output on fakes, on reals, and in the G step), their four body outputs down, and the matching
+gradients both ways: 16 messages, all point-to-point into buffers declared at set-up.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score
+from torch import nn
+
+from .. import seeding
+from ..comm import Kind
+from ..federation import choose_k_silhouette, federate
+from ..models import client_models, server_bodies
+from ..models.params import client_blocks, dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
+from .base import ClientStrategy, RoundRecord, ServerStrategy
+
+# (smashed up, body output down, grad of body output up, grad of smashed data down) per D pass.
+D_PASSES = {
+    "fake": (Kind.D_FAKE_SMASHED, Kind.D_FAKE_BODY_OUT, Kind.D_FAKE_BODY_GRAD, Kind.D_FAKE_SMASHED_GRAD),
+    "real": (Kind.D_REAL_SMASHED, Kind.D_REAL_BODY_OUT, Kind.D_REAL_BODY_GRAD, Kind.D_REAL_SMASHED_GRAD),
+    "gen": (Kind.D_GEN_SMASHED, Kind.D_GEN_BODY_OUT, Kind.D_GEN_BODY_GRAD, Kind.D_GEN_SMASHED_GRAD),
+}
+G_PASS = (Kind.G_SMASHED, Kind.G_BODY_OUT, Kind.G_BODY_GRAD, Kind.G_SMASHED_GRAD)
+
+
+def message_shapes(info, client: int) -> dict[Kind, tuple[int, ...]]:
+    """Shape of every training/evaluation message between ``client`` and the server.
+
+    Smashed data of a network is the output of the client's last head block; the body output
+    is the output of the block before its first tail block; gradients share those shapes.
+    """
+    cfg, arch, cut = info.config, info.arch, info.cuts[client]
+    B, E = cfg.training.batch_size, cfg.evaluation.batch_size
+    shapes: dict[Kind, tuple[int, ...]] = {}
+    for net, passes in (("g", [G_PASS]), ("d", list(D_PASSES.values()))):
+        out = arch.output_shapes(net, cfg.model.width)
+        c = cut.net(net)
+        smashed, body = out[c.head - 1], out[c.tail - 2]
+        for up, down, grad_up, grad_down in passes:
+            shapes.update({up: (B, *smashed), grad_down: (B, *smashed), down: (B, *body), grad_up: (B, *body)})
+        if net == "g":
+            shapes.update({Kind.EVAL_SMASHED: (E, *smashed), Kind.EVAL_BODY_OUT: (E, *body)})
+    return shapes
+
+
+def _adam(params, cfg) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=cfg.training.lr, betas=tuple(cfg.training.betas))
+
+
+class HuSCFClient(ClientStrategy):
+    """A client: G head/tail and D head/tail with their own Adam optimizers (SPEC §1)."""
+
+    def __init__(self, info, client, transport):
+        super().__init__(info, client, transport)
+        cfg = info.config
+        self.m = client_models(info.arch, cfg.model.width, info.cuts[client], info.init_seed)
+        self.g_opt = _adam([*self.m.g_head.parameters(), *self.m.g_tail.parameters()], cfg)
+        self.d_opt = _adam([*self.m.d_head.parameters(), *self.m.d_tail.parameters()], cfg)
+        self.bce = nn.BCELoss()
+        self.noise = torch.Generator().manual_seed(seeding.int_seed(cfg.seed, "sampling", client))
+        self.batch = cfg.training.batch_size
+        self.layout = layout(info.arch, cfg.model.width, client_blocks(info.arch, info.cuts[client]))
+        self.dtypes = dtypes_of(info.arch, cfg.model.width)
+        evaluates = client in info.evaluators.values()
+        for kind, shape in message_shapes(info, client).items():
+            if kind in (Kind.EVAL_SMASHED, Kind.EVAL_BODY_OUT) and not evaluates:
+                continue
+            transport.declare(0, kind, shape, send=kind in _UP)
+        transport.declare(0, Kind.PARAMS_UP, (layout_size(self.layout),))
+        transport.declare(0, Kind.PARAMS_DOWN, (layout_size(self.layout),), send=False)
+
+    def _through_server(self, up: Kind, down: Kind, smashed: torch.Tensor) -> torch.Tensor:
+        self.t.isend(0, up, smashed)
+        return self.t.recv_tensor(0, down, requires_grad=True)
+
+    def _backward_through_server(self, grad_up: Kind, grad_down: Kind, body_out: torch.Tensor,
+                                 smashed: torch.Tensor) -> None:
+        self.t.isend(0, grad_up, body_out.grad)
+        smashed.backward(self.t.recv_tensor(0, grad_down))
+
+    def train_iteration(self, x, y):
+        B, m = self.batch, self.m
+        z = torch.randn(B, self.info.arch.z_dim, generator=self.noise)
+        y_fake = torch.randint(0, self.info.arch.n_classes, (B,), generator=self.noise)
+        ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
+
+        # 1. Generate through head -> server body -> tail.
+        a = m.g_head(z, y_fake)
+        s = self._through_server(Kind.G_SMASHED, Kind.G_BODY_OUT, a)
+        fake = m.g_tail(s)
+
+        # 2-3. Discriminator on fakes and reals; both uploads go out before either reply is awaited.
+        self.d_opt.zero_grad(set_to_none=True)
+        h_fake = m.d_head(fake.detach(), y_fake)
+        h_real = m.d_head(x, y)
+        self.t.isend(0, Kind.D_FAKE_SMASHED, h_fake)
+        self.t.isend(0, Kind.D_REAL_SMASHED, h_real)
+        o_fake = self.t.recv_tensor(0, Kind.D_FAKE_BODY_OUT, requires_grad=True)
+        loss_fake = self.bce(m.d_tail(o_fake), zeros)
+        o_real = self.t.recv_tensor(0, Kind.D_REAL_BODY_OUT, requires_grad=True)
+        loss_real = self.bce(m.d_tail(o_real), ones)
+        (loss_fake + loss_real).backward()
+        self.t.isend(0, Kind.D_FAKE_BODY_GRAD, o_fake.grad)
+        self.t.isend(0, Kind.D_REAL_BODY_GRAD, o_real.grad)
+        torch.autograd.backward([h_fake, h_real], [self.t.recv_tensor(0, Kind.D_FAKE_SMASHED_GRAD),
+                                                   self.t.recv_tensor(0, Kind.D_REAL_SMASHED_GRAD)])
+        self.d_opt.step()
+
+        # 4. Generator step: D forward on the same fakes, backward through D (not stepped) and G.
+        self.g_opt.zero_grad(set_to_none=True)
+        h_gen = m.d_head(fake, y_fake)
+        o_gen = self._through_server(Kind.D_GEN_SMASHED, Kind.D_GEN_BODY_OUT, h_gen)
+        loss_g = self.bce(m.d_tail(o_gen), ones)
+        loss_g.backward()
+        self._backward_through_server(Kind.D_GEN_BODY_GRAD, Kind.D_GEN_SMASHED_GRAD, o_gen, h_gen)
+        self._backward_through_server(Kind.G_BODY_GRAD, Kind.G_SMASHED_GRAD, s, a)
+        self.g_opt.step()
+        return float((loss_fake + loss_real).detach()), float(loss_g.detach())
+
+    def round_end(self, round_index):
+        parts = {"g": [self.m.g_head, self.m.g_tail], "d": [self.m.d_head, self.m.d_tail]}
+        self.t.isend(0, Kind.PARAMS_UP, flatten(state_of(parts), self.layout))
+        load_state(parts, unflatten(self.t.recv(0, Kind.PARAMS_DOWN), self.layout, self.dtypes))
+
+    @torch.no_grad()
+    def generate(self, z, labels):
+        g_head, g_tail = self.m.g_head, self.m.g_tail
+        g_head.eval(), g_tail.eval()
+        try:
+            self.t.isend(0, Kind.EVAL_SMASHED, g_head(z, labels))
+            return g_tail(self.t.recv_tensor(0, Kind.EVAL_BODY_OUT))
+        finally:
+            g_head.train(), g_tail.train()
+
+
+_UP = {Kind.G_SMASHED, Kind.G_BODY_GRAD, Kind.EVAL_SMASHED,
+       *(p[0] for p in D_PASSES.values()), *(p[2] for p in D_PASSES.values())}
+
+
+class HuSCFServer(ServerStrategy):
+    """The server: the G and D bodies (union of all clients' spans) and their Adam optimizers."""
+
+    def __init__(self, info, transport):
+        super().__init__(info, transport)
+        cfg = info.config
+        self.bodies = server_bodies(info.arch, cfg.model.width, info.cuts, info.init_seed)
+        self.g_opt = _adam(self.bodies["g"].parameters(), cfg)
+        self.d_opt = _adam(self.bodies["d"].parameters(), cfg)
+        self.clients = list(info.clients)
+        self.features: dict[int, np.ndarray] = {}
+        self.dtypes = dtypes_of(info.arch, cfg.model.width)
+        self.layouts = {c: layout(info.arch, cfg.model.width, client_blocks(info.arch, info.cuts[c]))
+                        for c in self.clients}
+        self.server_layout = layout(info.arch, cfg.model.width,
+                                    {net: body.indices for net, body in self.bodies.items()})
+        evaluators = set(info.evaluators.values())
+        for c in self.clients:
+            for kind, shape in message_shapes(info, c).items():
+                if kind in (Kind.EVAL_SMASHED, Kind.EVAL_BODY_OUT) and c not in evaluators:
+                    continue
+                transport.declare(c, kind, shape, send=kind not in _UP)
+            n = layout_size(self.layouts[c])
+            transport.declare(c, Kind.PARAMS_UP, (n,), send=False)
+            transport.declare(c, Kind.PARAMS_DOWN, (n,))
+
+    def _inputs(self, kind: Kind) -> dict[int, torch.Tensor]:
+        return {c: torch.from_numpy(buf).requires_grad_(True)
+                for c, buf in self.t.recv_many(self.clients, kind).items()}
+
+    def _send(self, kind: Kind, tensors: dict[int, torch.Tensor]) -> None:
+        for c in self.clients:
+            self.t.isend(c, kind, tensors[c])
+
+    def _backward(self, outputs: list[dict[int, torch.Tensor]], grad_kinds: list[Kind]) -> None:
+        tensors, grads = [], []
+        for out, kind in zip(outputs, grad_kinds):
+            got = self.t.recv_many(self.clients, kind)
+            for c in self.clients:
+                tensors.append(out[c])
+                grads.append(torch.from_numpy(got[c]))
+        torch.autograd.backward(tensors, grads)
+
+    def train_iteration(self, last_of_round):
+        g_body, d_body = self.bodies["g"], self.bodies["d"]
+        a = self._inputs(Kind.G_SMASHED)
+        s, _ = g_body(a)
+        self._send(Kind.G_BODY_OUT, s)
+
+        h_fake = self._inputs(Kind.D_FAKE_SMASHED)
+        o_fake, _ = d_body(h_fake)
+        self._send(Kind.D_FAKE_BODY_OUT, o_fake)
+        h_real = self._inputs(Kind.D_REAL_SMASHED)
+        o_real, captured = d_body(h_real, capture=self.info.arch.cluster_block if last_of_round else None)
+        self._send(Kind.D_REAL_BODY_OUT, o_real)
+        if last_of_round:  # SPEC §3 step 1: batch-mean activation of each client's real batch
+            self.features = {c: captured[c].detach().mean(0).numpy().copy() for c in self.clients}
+        self.d_opt.zero_grad(set_to_none=True)
+        self._backward([o_fake, o_real], [Kind.D_FAKE_BODY_GRAD, Kind.D_REAL_BODY_GRAD])
+        self._send(Kind.D_FAKE_SMASHED_GRAD, {c: h_fake[c].grad for c in self.clients})
+        self._send(Kind.D_REAL_SMASHED_GRAD, {c: h_real[c].grad for c in self.clients})
+        self.d_opt.step()
+
+        h_gen = self._inputs(Kind.D_GEN_SMASHED)
+        o_gen, _ = d_body(h_gen)
+        self._send(Kind.D_GEN_BODY_OUT, o_gen)
+        self._backward([o_gen], [Kind.D_GEN_BODY_GRAD])
+        self._send(Kind.D_GEN_SMASHED_GRAD, {c: h_gen[c].grad for c in self.clients})
+
+        self.g_opt.zero_grad(set_to_none=True)
+        self._backward([s], [Kind.G_BODY_GRAD])
+        self._send(Kind.G_SMASHED_GRAD, {c: a[c].grad for c in self.clients})
+        self.g_opt.step()
+
+    def round_end(self, round_index):
+        cfg, info = self.info.config, self.info
+        got = self.t.recv_many(self.clients, Kind.PARAMS_UP)
+        client_states = {c: unflatten(got[c], self.layouts[c], self.dtypes) for c in self.clients}
+        server_parts = {net: [body] for net, body in self.bodies.items()}
+        features = np.stack([self.features[c] for c in self.clients])
+        n_domains = len(cfg.data.domains)
+        k = cfg.federation.clusters
+        if k == "domains":
+            k = n_domains
+        elif k == "auto":
+            k = choose_k_silhouette(features.reshape(len(self.clients), -1), n_domains + 2, cfg.seed)
+        out = federate(
+            round_index=round_index, client_ids=self.clients, features=features,
+            n_samples=np.array([info.sizes[c] for c in self.clients]),
+            client_states=client_states, server_state=state_of(server_parts), k=int(k),
+            alpha=cfg.federation.alpha, warmup_rounds=cfg.federation.warmup_rounds,
+            seed=seeding.int_seed(cfg.seed, seeding.CLUSTERING, round_index))
+        for c in self.clients:
+            self.t.isend(c, Kind.PARAMS_DOWN, flatten(out.client_states[c], self.layouts[c]))
+        load_state(server_parts, out.server_state)
+        domains = [info.domains[c] for c in self.clients]
+        ari = adjusted_rand_score(domains, out.labels)
+        arrays = {"cluster_labels": np.asarray(out.labels), "kld": out.kld, "weights": out.weights,
+                  "global_kld": out.global_kld, "global_weights": out.global_weights,
+                  "adjusted_rand_index": np.float64(ari)}
+        mode = "FedAvg warm-up" if out.warmup else f"k={k}"
+        return RoundRecord(arrays, log=f"federation ({mode}): clusters {list(out.labels)}, ARI vs domains {ari:.3f}")
+
+    @torch.no_grad()
+    def serve_generation(self, clients):
+        g_body = self.bodies["g"]
+        g_body.eval()
+        try:
+            got = self.t.recv_many(clients, Kind.EVAL_SMASHED)
+            for c in clients:
+                out, _ = g_body({c: torch.from_numpy(got[c])})
+                self.t.isend(c, Kind.EVAL_BODY_OUT, out[c])
+        finally:
+            g_body.train()

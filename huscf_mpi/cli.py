@@ -98,9 +98,8 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
 
     rank = MPI.COMM_WORLD.Get_rank()
     _setup_logging(rank, verbose)
-    from .config import ConfigError, load_config
-    from .data import DataError
-    from .roles import SetupError, train as run_train
+    from .config import load_config
+    from .errors import UsageError
 
     overrides = {"seed": seed, "output": output, "name": name, "training.rounds": rounds,
                  "training.local_epochs": local_epochs, "training.iterations_per_epoch": iterations_per_epoch,
@@ -108,8 +107,10 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
                  "data.max_samples_per_client": max_samples_per_client}
     try:
         cfg = load_config(config_path, overrides)
+        from .roles import train as run_train  # torch loads only for a valid config
+
         run_train(cfg, data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3)
-    except (ConfigError, DataError, SetupError) as e:
+    except UsageError as e:
         _fail(str(e), rank)
 
 
@@ -123,6 +124,13 @@ def show(file):
         click.echo(summary(Path(file)))
     except (OSError, ValueError) as e:
         _fail(f"{file}: {e}")
+
+
+from .cli_analysis import plot, slurm, tables  # noqa: E402
+
+main.add_command(tables)
+main.add_command(plot)
+main.add_command(slurm)
 
 
 if __name__ == "__main__":

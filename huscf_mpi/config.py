@@ -13,11 +13,13 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import UsageError
+
 QUICKSTART = Path(__file__).with_name("configs") / "quickstart.yaml"
 CUT_MODES = ("uniform-min", "uniform-max", "random")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A config problem, as one line naming the field and the fix."""
 
 
@@ -43,6 +45,21 @@ class DataConfig(_Section):
             if n < 1:
                 raise ValueError(f"domain {name!r} has {n} clients; give it at least 1 or remove it")
         return v
+
+    @model_validator(mode="after")
+    def _scenario_domains(self) -> "DataConfig":
+        from .data.partition import SCENARIOS
+
+        spec = SCENARIOS[self.scenario]
+        missing = [d for d in spec.domains if d not in self.domains]
+        extra = [d for d in self.domains if d not in spec.domains]
+        if missing or extra:
+            fix = ", ".join(f"{d}: <clients>" for d in spec.domains)
+            what = (f"no clients for {', '.join(missing)}" if missing
+                    else f"{', '.join(extra)} is not one of its domains")
+            raise ValueError(f"domains: scenario {self.scenario} ({spec.name}) uses {', '.join(spec.domains)}; {what}: "
+                             f"set domains to {{{fix}}} or pick another scenario")
+        return self
 
     @property
     def n_clients(self) -> int:
@@ -121,7 +138,11 @@ def _one_line(err: ValidationError) -> str:
     where = ".".join(str(p) for p in e["loc"]) or "config"
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "extra_forbidden":
-        msg = "unknown key; check the spelling against docs in README (Config reference)"
+        section: Any = Config
+        for part in e["loc"][:-1]:
+            section = section.model_fields[part].annotation if isinstance(part, str) else section
+        known = ", ".join(getattr(section, "model_fields", {})) or "see README, Config reference"
+        msg = f"unknown key; known keys here: {known}"
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{where}: {msg}{more}"
 

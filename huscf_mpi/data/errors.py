@@ -1,8 +1,10 @@
 """The one exception raised for problems with dataset files (SPEC §4)."""
 from __future__ import annotations
 
+from ..errors import UsageError
 
-class DataError(Exception):
+
+class DataError(UsageError):
     """A dataset file or the data root is missing, corrupt or malformed.
 
     The message is a single line that names the file or setting at fault and says how to fix

@@ -19,16 +19,13 @@ import numpy as np
 from .. import seeding
 from ..comm import MPITransport
 from ..config import Config
+from ..errors import SetupError
 from ..data import DataError, load_domain, partition, partition_summary, resolve_data_root
 from ..data.datasets import epoch_iterations
 from ..models import CutVector, get_architecture, uniform_max, uniform_min, valid_cut_vectors
 from ..strategies import RunInfo
 
 log = logging.getLogger("huscf_mpi")
-
-
-class SetupError(RuntimeError):
-    """A start-up problem, reported as one line by rank 0; every rank exits non-zero."""
 
 
 @dataclass
@@ -98,8 +95,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
                 d = load_domain(domain, root, config.seed)
                 labels[domain], splits[domain] = d.train_labels, d.split
             shards = partition(config.data.scenario, config.data.domains, labels, config.seed,
-                               config.data.max_per_client if hasattr(config.data, "max_per_client")
-                               else config.data.max_samples_per_client)
+                               config.data.max_samples_per_client)
             summary = partition_summary(shards)
             for row in summary:
                 row["split"] = splits[row["domain"]]

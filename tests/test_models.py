@@ -1,0 +1,101 @@
+"""SPEC §2 invariant: for any cut vector, head ∘ body ∘ tail equals the unsplit network."""
+import numpy as np
+import pytest
+import torch
+
+from huscf_mpi.models import (CutVector, NetCut, Segment, client_models, full_blocks, get_architecture,
+                              server_bodies, valid_cut_vectors, valid_net_cuts)
+from huscf_mpi.models.params import client_blocks, dtypes_of, flatten, layout, load_state, state_of, unflatten
+
+torch.set_num_threads(1)
+ARCH = get_architecture("cgan28")
+WIDTH = 0.25
+SEED = 7
+
+
+def _inputs(net, batch=6):
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 10, (batch,), generator=g)
+    x = torch.randn(batch, 100, generator=g) if net == "g" else torch.rand(batch, 1, 28, 28, generator=g) * 2 - 1
+    return x, labels
+
+
+def test_paper_model_shapes_and_size():
+    assert ARCH.output_shapes("g", 1.0) == [(256, 7, 7), (128, 14, 14), (128, 14, 14), (64, 28, 28), (1, 28, 28)]
+    assert ARCH.output_shapes("d", 1.0) == [(64, 14, 14), (128, 7, 7), (128, 7, 7), (256, 3, 3), (1,)]
+    n = sum(p.numel() for net in "gd" for m in ARCH.blocks(net, 1.0) for p in m.parameters())
+    assert 2.9e6 < n < 3.2e6  # "about 3M parameters"
+
+
+def test_valid_cuts_of_paper_model():
+    # Block 3 pinned to the server, blocks 1 and 5 pinned to the client: heads {1,2} x tails {4,5}.
+    assert valid_net_cuts(5, (3,)) == [NetCut(1, 4), NetCut(1, 5), NetCut(2, 4), NetCut(2, 5)]
+    assert len(valid_cut_vectors(ARCH)) == 16
+    # A generic architecture with more blocks works without new code.
+    assert NetCut(3, 6) in valid_net_cuts(7, (4, 5))
+    for bad in (NetCut(3, 4), NetCut(0, 4), NetCut(2, 6), NetCut(1, 3)):
+        with pytest.raises(ValueError):
+            bad.validate(5, (3,))
+
+
+@pytest.mark.parametrize("cut", valid_cut_vectors(ARCH), ids=lambda v: "-".join(map(str, v.as_tuple())))
+@pytest.mark.parametrize("net", ["g", "d"])
+def test_split_equals_unsplit_forward_and_gradients(cut, net):
+    full = Segment(full_blocks(ARCH, WIDTH, SEED)[net])
+    parts = client_models(ARCH, WIDTH, cut, SEED)
+    body = server_bodies(ARCH, WIDTH, {1: cut}, SEED)[net]
+    head, tail = (parts.g_head, parts.g_tail) if net == "g" else (parts.d_head, parts.d_tail)
+    x, labels = _inputs(net)
+
+    ref = full(x, labels)
+    smashed = head(x, labels)
+    body_out, _ = body({1: smashed})
+    out = tail(body_out[1])
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+    w = torch.randn_like(ref)
+    (ref * w).sum().backward()
+    (out * w).sum().backward()
+    split_grads = {}
+    for module in (head, body, tail):
+        for name, p in module.named_parameters():
+            split_grads[name] = p.grad
+    for name, p in full.named_parameters():
+        torch.testing.assert_close(split_grads[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_server_body_runs_each_block_on_the_clients_whose_span_has_it():
+    cuts = {1: CutVector.from_tuple((1, 5, 1, 5)), 2: CutVector.from_tuple((2, 4, 2, 4)),
+            3: CutVector.from_tuple((1, 4, 2, 5))}
+    body = server_bodies(ARCH, WIDTH, cuts, SEED)["g"]
+    assert body.indices == [2, 3, 4]
+    full = Segment(full_blocks(ARCH, WIDTH, SEED)["g"]).eval()
+    body.eval()  # eval mode: per-sample results do not depend on the union batch
+    heads = {c: Segment({b: full.blocks[str(b)] for b in range(1, v.g.head + 1)}) for c, v in cuts.items()}
+    inputs = {c: _inputs("g", batch=3 + c) for c in cuts}
+    with torch.no_grad():
+        smashed = {c: heads[c](*inputs[c]) for c in cuts}
+        out, captured = body(smashed, capture=3)
+        for c, v in cuts.items():
+            x = smashed[c]
+            for b in range(v.g.head + 1, v.g.tail):
+                x = full.blocks[str(b)](x)
+            torch.testing.assert_close(out[c], x)
+    assert set(captured) == {1, 2, 3}
+
+
+def test_parameter_buffer_round_trip():
+    cut = CutVector.from_tuple((2, 4, 1, 5))
+    parts = client_models(ARCH, WIDTH, cut, SEED)
+    modules = {"g": [parts.g_head, parts.g_tail], "d": [parts.d_head, parts.d_tail]}
+    lay = layout(ARCH, WIDTH, client_blocks(ARCH, cut))
+    state = state_of(modules)
+    assert {b for net in state for b in state[net]} == {1, 2, 4, 5}
+    flat = flatten(state, lay)
+    assert flat.dtype == np.float32 and flat.size == sum(v.size for n in state.values() for b in n.values() for v in b.values())
+    other = client_models(ARCH, WIDTH, cut, SEED + 1)
+    other_modules = {"g": [other.g_head, other.g_tail], "d": [other.d_head, other.d_tail]}
+    load_state(other_modules, unflatten(flat, lay, dtypes_of(ARCH, WIDTH)))
+    for a, b in zip(parts.g_head.state_dict().values(), other.g_head.state_dict().values()):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b)

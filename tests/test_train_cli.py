@@ -1,0 +1,155 @@
+"""End-to-end `huscf-mpi train` runs through mpiexec: result file, ledger, reproducibility, bad input."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from huscf_mpi.comm import Kind
+from huscf_mpi.models import get_architecture
+from huscf_mpi.results import ResultFile
+
+from .conftest import DATA, huscf_cli, needs_data, run_mpi
+
+pytestmark = pytest.mark.mpi
+
+TINY = {
+    "name": "tiny", "seed": 5,
+    "data": {"domains": {"mnist": 2}, "max_samples_per_client": 256},
+    "model": {"width": 0.125},
+    "training": {"batch_size": 16, "local_epochs": 1, "rounds": 3, "iterations_per_epoch": 4},
+    "federation": {"warmup_rounds": 1},
+    "cuts": {1: [2, 4, 1, 5], 2: [1, 5, 2, 4]},
+    "evaluation": {"generation_samples": 100, "synthetic_samples": 200, "synthetic_epochs": 1,
+                   "classifier_epochs": 1, "batch_size": 50, "sample_grid": False, "grid_per_class": 2},
+}
+
+
+def _write(tmp_path: Path, cfg: dict, name="cfg.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train(tmp_path, cfg, out, n=3, extra=()):
+    return run_mpi(n, [huscf_cli(), "train", "--config", str(_write(tmp_path, cfg)), "--data-root", str(DATA),
+                       "--output", str(out), *extra], timeout=900)
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("runs")
+    outs = []
+    for i in range(2):
+        out = tmp / f"run{i}.h5"
+        proc = _train(tmp, TINY, out)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        outs.append(out)
+    return outs
+
+
+@needs_data
+def test_result_file_is_complete_and_self_describing(two_runs):
+    r = ResultFile(two_runs[0])
+    assert r.status == "complete"
+    p = r.provenance
+    for key in ("config_yaml", "seed", "command", "git_commit", "versions", "mpi_library", "n_ranks", "hosts"):
+        assert key in p, key
+    assert p["n_ranks"] == 3 and len(p["hosts"]) == 3 and "MPICH" in p["mpi_library"]
+    assert r.config["seed"] == 5
+    rounds = r.rounds()
+    assert list(rounds["round"]) == [1, 2, 3]
+    assert np.isfinite(rounds["generation_score/mnist"]).all()
+    assert r.array("cuts/cut_vectors").tolist() == [[2, 4, 1, 5], [1, 5, 2, 4]]
+    assert r.array("rounds/compute_seconds").shape == (3, 3)
+    assert (r.array("rounds/bytes_received")[:, 0] > 0).all()
+    final = r.final()["mnist"]
+    for key in ("accuracy", "precision", "recall", "f1", "fpr", "fid", "generation_score", "classifier_test_accuracy"):
+        assert np.isfinite(final[key]), key
+    part = r.table("partition")
+    assert list(part["size"]) == [256, 256]
+
+
+@needs_data
+def test_same_seed_gives_identical_numbers(two_runs):
+    a, b = (ResultFile(p) for p in two_runs)
+    for name in ("loss_d", "loss_g", "generation_score", "cluster_labels", "weights", "kld"):
+        np.testing.assert_array_equal(a.array(f"rounds/{name}"), b.array(f"rounds/{name}"), err_msg=name)
+    assert a.final() == b.final()
+
+
+@needs_data
+def test_ledger_shows_only_smashed_data_gradients_and_parameters(two_runs):
+    """Nothing image-, label- or loss-shaped reached the server on the protocol plane."""
+    r = ResultFile(two_runs[0])
+    ledger = r.table("ledger")
+    assert set(ledger["source"]) == {1, 2}
+    arch, width, B = get_architecture("cgan28"), TINY["model"]["width"], TINY["training"]["batch_size"]
+    image = tuple(arch.image_shape)
+    allowed = {(B, *s) for net in "gd" for s in arch.output_shapes(net, width)[:-1]}
+    allowed |= {(TINY["evaluation"]["batch_size"], *s) for s in arch.output_shapes("g", width)[:-1]}
+    kinds = set()
+    for row in ledger.itertuples():
+        shape = tuple(int(v) for v in row.shape.split("x"))
+        kinds.add(row.kind)
+        assert row.plane == Kind[row.kind.upper()].plane
+        if row.plane == "report":
+            assert row.dtype == "float64" and len(shape) == 1 and shape[0] <= 8, row
+            continue
+        assert row.dtype == "float32", row
+        assert shape[-3:] != image and shape != (B,) and shape != (B, 1), row
+        if row.kind == "params_up":
+            assert len(shape) == 1 and shape[0] > 1000
+        else:
+            assert shape in allowed, row
+    assert {"g_smashed", "d_real_smashed", "g_body_grad", "params_up", "eval_smashed"} <= kinds
+    assert "sample_grid" not in kinds  # evaluation.sample_grid is off in TINY
+
+
+def _one_error_line(proc) -> str:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("huscf-mpi: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def _run_single(args) -> subprocess.CompletedProcess:
+    return subprocess.run([huscf_cli(), *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("cfg, words", [
+    ({"training": {"batch_sze": 3}}, ["training.batch_sze", "unknown key"]),
+    ({"training": {"batch_size": "many"}}, ["training.batch_size", "integer"]),
+    ({"data": {"domains": {"mnist": 0}}}, ["data.domains", "0 clients"]),
+    ({"data": {"scenario": 3, "domains": {"mnist": 2}}}, ["data: domains", "no clients for fashion_mnist"]),
+    ({"cuts": [3, 5, 1, 5]}, ["cuts", "pinned"]),
+])
+def test_bad_config_gets_one_line(tmp_path, cfg, words):
+    proc = run_mpi(2, [huscf_cli(), "train", "--config", str(_write(tmp_path, {**cfg, "data": {
+        **{"domains": {"mnist": 1}}, **cfg.get("data", {})}}))], timeout=300)
+    line = _one_error_line(proc)
+    for w in words:
+        assert w in line, line
+
+
+def test_rank_count_mismatch(tmp_path):
+    line = _one_error_line(_run_single(["train", "--config", str(_write(tmp_path, {"data": {"domains": {"mnist": 4}}}))]))
+    assert "mpiexec -n 5" in line
+
+
+def test_missing_dataset_file(tmp_path):
+    root = tmp_path / "data"
+    (root / "mnist").mkdir(parents=True)
+    proc = run_mpi(2, [huscf_cli(), "train", "--config", str(_write(tmp_path, {"data": {"domains": {"mnist": 1}}})),
+                       "--data-root", str(root), "--output", str(tmp_path / "x.h5")], timeout=300)
+    line = _one_error_line(proc)
+    assert "train-images-idx3-ubyte.gz" in line and "HUSCF_DATA_ROOT" in line
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_missing_config_file(tmp_path):
+    line = _one_error_line(_run_single(["train", "--config", str(tmp_path / "nope.yaml")]))
+    assert "nope.yaml" in line

@@ -4,7 +4,6 @@
 reads, ``summary`` renders a text overview. Layout: :mod:`huscf_mpi.results.schema` and
 ``docs/results.md``.
 """
-from .reader import ResultFile
 from .schema import SCHEMA_VERSION, STATUS_COMPLETE, STATUS_FAILED, STATUS_RUNNING
 from .writer import ResultWriter
 
@@ -13,9 +12,14 @@ __all__ = ["ResultWriter", "ResultFile", "summary", "SCHEMA_VERSION",
 
 
 def __getattr__(name: str):
-    # Imported lazily so `python -m huscf_mpi.results.show` does not import show.py twice.
+    # Lazy: `python -m huscf_mpi.results.show` must not import show.py twice, and the reader
+    # pulls in pandas (~100 MB), which no MPI rank needs while training.
     if name == "summary":
         from .show import summary
 
         return summary
+    if name == "ResultFile":
+        from .reader import ResultFile
+
+        return ResultFile
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,18 +11,10 @@ from .. import seeding
 from ..comm import Kind, MPITransport
 from ..data import ClientBatches, load_domain, to_unit_range
 from ..strategies import ClientStrategy, RunInfo
-from .evaluation import DomainEvaluator
+from .reports import ROUND_STATS, evaluation_due, max_rss_bytes
 from .setup import ClientAssignment, agree
 
 log = logging.getLogger("huscf_mpi")
-
-# Layout of the ROUND_STATS message (float64).
-ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "bytes_sent", "bytes_received")
-
-
-def evaluation_due(round_index: int, info: RunInfo) -> bool:
-    cfg = info.config
-    return round_index % cfg.evaluation.every == 0 or round_index == cfg.training.rounds
 
 
 def run_client(info: RunInfo, assignment: ClientAssignment, root, transport: MPITransport,
@@ -36,6 +28,8 @@ def run_client(info: RunInfo, assignment: ClientAssignment, root, transport: MPI
         batches = ClientBatches(images, labels, cfg.training.batch_size, seeding.rng(cfg.seed, "batches", client))
         strategy = strategy_cls(info, client, transport)
         if info.evaluators[assignment.domain] == client:
+            from .evaluation import DomainEvaluator  # scikit-learn/scipy only on evaluating clients
+
             evaluator = DomainEvaluator(info, client, data, transport)
         del data  # only the evaluating client keeps the domain's full train/test arrays
         transport.declare(0, Kind.ROUND_STATS, (len(ROUND_STATS),), np.float64)
@@ -57,8 +51,9 @@ def run_client(info: RunInfo, assignment: ClientAssignment, root, transport: MPI
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
         n = info.iterations_per_round
-        transport.isend(0, Kind.ROUND_STATS, np.array([loss_d / n, loss_g / n, wall - waited, waited, sent, received]))
-        if evaluator is not None and evaluation_due(r, info):
+        transport.isend(0, Kind.ROUND_STATS, np.array([loss_d / n, loss_g / n, wall - waited, waited, sent, received,
+                                                             max_rss_bytes()]))
+        if evaluator is not None and evaluation_due(r, cfg.evaluation.every, cfg.training.rounds):
             evaluator.round(strategy)
     if evaluator is not None:
         evaluator.final(strategy)

@@ -10,7 +10,6 @@ one image-shaped report message, sent only when ``evaluation.sample_grid`` is on
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +18,11 @@ import torch
 from .. import seeding
 from ..comm import Kind
 from ..data import DomainData, to_unit_range
+from .reports import SCALARS, n_chunks
 from ..metrics import (fid_against_real, generation_score, load_or_train_domain_classifier,
                        predict_proba, synthetic_classification)
 
 log = logging.getLogger("huscf_mpi")
-
-# Layout of the EVAL_SCALARS message (float64); NaN where not computed.
-SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "classifier_test_accuracy")
-
-
-def n_chunks(n_samples: int, chunk: int) -> int:
-    """Generation messages needed for ``n_samples`` at ``chunk`` samples each (last one padded)."""
-    return math.ceil(n_samples / chunk)
-
 
 def image_grid(images: np.ndarray, labels: np.ndarray, n_classes: int, per_class: int) -> np.ndarray:
     """uint8 grid: one row per class, ``per_class`` images each; images float (N,1,H,W) in [-1,1]."""

@@ -87,7 +87,7 @@ def _write_setup(writer: ResultWriter, info, summary: list[dict], hosts: list[st
         "size": [r["size"] for r in summary],
         "excluded_labels": [",".join(map(str, r["excluded_labels"])) for r in summary],
         "split": [r["split"] for r in summary]})
-    writer.write_array("cuts/cut_vectors", [info.cuts[c].as_tuple() for c in info.clients],
-                       mode=str(cfg.cuts) if isinstance(cfg.cuts, str) else "fixed")
+    writer.write_array("cuts/cut_vectors", [info.cuts[c].as_tuple() for c in info.clients])
+    writer.set_attrs("cuts", mode=cfg.cuts if isinstance(cfg.cuts, str) else "fixed")
     writer.set_attrs("run", iterations_per_round=info.iterations_per_round,
                      evaluators=[info.evaluators[d] for d in info.evaluators])

@@ -10,8 +10,7 @@ from tqdm import tqdm
 from ..comm import Kind, MPITransport
 from ..results import ResultWriter
 from ..strategies import RunInfo, ServerStrategy
-from .client import ROUND_STATS, evaluation_due
-from .evaluation import SCALARS, n_chunks
+from .reports import ROUND_STATS, SCALARS, evaluation_due, max_rss_bytes, n_chunks
 from .setup import agree
 
 log = logging.getLogger("huscf_mpi")
@@ -63,7 +62,7 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
 
         scores = np.full(len(domains), np.nan)
         t_eval = time.perf_counter()
-        if evaluation_due(r, info):
+        if evaluation_due(r, cfg.evaluation.every, rounds):
             got = _serve_generation(strategy, info, cfg.evaluation.generation_samples, transport)
             scores = np.array([got[c][SCALARS.index("generation_score")] for c in evaluators])
             if cfg.evaluation.sample_grid:
@@ -78,12 +77,13 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
         writer.append("rounds/loss_d", col["loss_d"])
         writer.append("rounds/loss_g", col["loss_g"])
         writer.append("rounds/generation_score", scores)
-        writer.append("rounds/evaluated", np.int8(evaluation_due(r, info)))  # rows of samples/<domain>
+        writer.append("rounds/evaluated", np.int8(evaluation_due(r, cfg.evaluation.every, rounds)))  # rows of samples/<domain>
         # Per rank (index 0 = server): seconds computing vs waiting on messages, bytes moved.
         writer.append("rounds/compute_seconds", np.r_[wall - waited, col["compute_seconds"]])
         writer.append("rounds/comm_seconds", np.r_[waited, col["comm_seconds"]])
         writer.append("rounds/bytes_sent", np.r_[sent, col["bytes_sent"]].astype(np.int64))
         writer.append("rounds/bytes_received", np.r_[received, col["bytes_received"]].astype(np.int64))
+        writer.append("rounds/max_rss_bytes", np.r_[max_rss_bytes(), col["max_rss_bytes"]].astype(np.int64))
         for name, value in record.arrays.items():
             writer.append(f"rounds/{name}", value)
         writer.flush()

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import adjusted_rand_score
 from torch import nn
 
 from .. import seeding
 from ..comm import Kind
-from ..federation import choose_k_silhouette, federate
 from ..models import client_models, server_bodies
 from ..models.params import client_blocks, dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
 from .base import ClientStrategy, RoundRecord, ServerStrategy
@@ -217,23 +215,23 @@ class HuSCFServer(ServerStrategy):
         self.g_opt.step()
 
     def round_end(self, round_index):
+        # scikit-learn is imported here, on the server only: it costs ~130 MB per process.
+        from sklearn.metrics import adjusted_rand_score
+
+        from ..federation import federate
+
         cfg, info = self.info.config, self.info
         got = self.t.recv_many(self.clients, Kind.PARAMS_UP)
         client_states = {c: unflatten(got[c], self.layouts[c], self.dtypes) for c in self.clients}
         server_parts = {net: [body] for net, body in self.bodies.items()}
         features = np.stack([self.features[c] for c in self.clients])
-        n_domains = len(cfg.data.domains)
-        k = cfg.federation.clusters
-        if k == "domains":
-            k = n_domains
-        elif k == "auto":
-            k = choose_k_silhouette(features.reshape(len(self.clients), -1), n_domains + 2, cfg.seed)
+        k = {"domains": len(cfg.data.domains), "auto": None}.get(cfg.federation.clusters, cfg.federation.clusters)
         out = federate(
             round_index=round_index, client_ids=self.clients, features=features,
             n_samples=np.array([info.sizes[c] for c in self.clients]),
-            client_states=client_states, server_state=state_of(server_parts), k=int(k),
+            client_states=client_states, server_state=state_of(server_parts), k=k,
             alpha=cfg.federation.alpha, warmup_rounds=cfg.federation.warmup_rounds,
-            seed=seeding.int_seed(cfg.seed, seeding.CLUSTERING, round_index))
+            seed=cfg.seed)
         for c in self.clients:
             self.t.isend(c, Kind.PARAMS_DOWN, flatten(out.client_states[c], self.layouts[c]))
         load_state(server_parts, out.server_state)
@@ -242,8 +240,8 @@ class HuSCFServer(ServerStrategy):
         arrays = {"cluster_labels": np.asarray(out.labels), "kld": out.kld, "weights": out.weights,
                   "global_kld": out.global_kld, "global_weights": out.global_weights,
                   "adjusted_rand_index": np.float64(ari)}
-        mode = "FedAvg warm-up" if out.warmup else f"k={k}"
-        return RoundRecord(arrays, log=f"federation ({mode}): clusters {list(out.labels)}, ARI vs domains {ari:.3f}")
+        mode = "FedAvg warm-up" if out.warmup else f"k={len(set(out.labels.tolist()))}"
+        return RoundRecord(arrays, log=f"federation ({mode}): clusters {out.labels.tolist()}, ARI vs domains {ari:.3f}")
 
     @torch.no_grad()
     def serve_generation(self, clients):

@@ -1,0 +1,192 @@
+"""``huscf-mpi tables | plot | slurm``: benchmark tables, figures and SLURM batch scripts.
+
+Standalone click commands, registered on the main group in ``huscf_mpi.cli``. Bad input ends
+with one line on stderr and exit status 2 (click's usage-error convention), never a traceback.
+"""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fields(values) -> list[str] | None:
+    """``--by a,b --by c`` -> ["a", "b", "c"] (None when not given)."""
+    out = [f.strip() for v in values or () for f in v.split(",") if f.strip()]
+    return out or None
+
+
+class _Fail(click.ClickException):
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return self.message
+
+    def show(self, file=None) -> None:
+        click.echo(f"huscf-mpi: error: {self.format_message()}", err=True)
+
+
+@click.command(context_settings=_SETTINGS)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--by", multiple=True, metavar="FIELD[,FIELD]",
+              help="config fields labelling the rows, dotted for nested ones (cuts, data.scenario, "
+                   "model.width, training.rounds, strategy); repeatable. Default: the fields that "
+                   "differ between the groups.")
+@click.option("--metrics", default=None, metavar="NAME[,NAME]",
+              help="columns to show, in this order: generation_score, fid, accuracy, precision, recall, "
+                   "f1, fpr (per domain), predicted_s_per_it, measured_s_per_it, train_s, mib_moved. "
+                   "Default: all that the files have.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True,
+              help="md (GitHub table), csv (mean and std columns, machine-readable) or latex (booktabs tabular).")
+@click.option("--reference", type=click.Choice(["none", "paper"]), default="none", show_default=True,
+              help="paper: add the HuSCF-GAN accuracies of the paper's original code (SPEC §7) for "
+                   "each scenario present, as rows 'paper (HuSCF-GAN, original code), scenario N'.")
+@click.option("--allow-incomplete", is_flag=True,
+              help="include failed or unfinished runs (.partial files); their rows say "
+                   "'(incomplete: k of n)'. Default: refuse them.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
+              help="write the table to this file instead of stdout")
+def tables(files, by, metrics, fmt, reference, allow_incomplete, out):
+    """Benchmark table from result FILES: one row per configuration, mean ± std over seeds.
+
+    Runs whose configs differ only in seed, name or output path form one group (row); n is the
+    number of runs in it. Each cell is the mean ± sample standard deviation (n-1) over the
+    group's runs; '(n=k)' follows it when only k runs have that value, and '–' means none has.
+    Per domain: final generation score (GS), FID, and accuracy / macro precision / recall / F1 /
+    FPR (%) of the classifier trained on synthetic data, tested on real data. Per run:
+    predicted and measured seconds per iteration, training wall time (sum of round wall
+    times), MiB moved (bytes sent by all ranks).
+
+    The best mean per column (highest; lowest for FID, FPR, times and bytes) is bold in md and
+    latex; csv lists the column ids where a row is best in its 'best' column. Files of
+    different schema versions are never mixed.
+
+    \b
+    Examples:
+        huscf-mpi tables results/*.h5
+        huscf-mpi tables results/scenario6-*.h5 --reference paper
+        huscf-mpi tables results/*.h5 --by cuts --metrics accuracy,f1,train_s --format latex -o table.tex
+        huscf-mpi tables results/*.h5 --format csv > table.csv
+    """
+    from .analysis.tables import make_table
+
+    try:
+        text, notes = make_table(files, by=_fields(by), metrics=metrics, fmt=fmt,
+                                 reference=None if reference == "none" else reference,
+                                 allow_incomplete=allow_incomplete)
+    except (ValueError, OSError) as e:
+        raise _Fail(str(e)) from None
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if out:
+        try:
+            Path(out).write_text(text)
+        except OSError as e:
+            raise _Fail(f"--out {out}: {e.strerror or e}") from None
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command(context_settings=_SETTINGS)
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="folder for the PNG files (created if missing)")
+@click.option("--by", multiple=True, metavar="FIELD[,FIELD]",
+              help="config fields labelling the run groups, as in `huscf-mpi tables --by`")
+@click.option("--allow-incomplete", is_flag=True, help="include failed or unfinished runs (labelled so)")
+def plot(files, out_dir, by, allow_incomplete):
+    """Figures (PNG) from result FILES, runs grouped by configuration as in `tables`.
+
+    \b
+    Writes into --out:
+      generation_score.png  generation score per round and domain; line = mean over seeds,
+                            band = lowest..highest seed
+      losses.png            D and G loss per round (mean over clients), same style
+      time_per_rank.png     per rank: compute / MPI communication / idle seconds, stacked
+      cut_vectors.png       cut vector per device profile (or per client)
+      clusters.png          cluster label of each client in each round
+      samples.png           last round's generated samples per domain and group
+    Figures whose data the files lack are skipped with a note.
+
+    \b
+    Example:
+        huscf-mpi plot results/*.h5 --out figures/
+    """
+    from .analysis.plots import plot_all
+
+    try:
+        written, notes = plot_all(files, out_dir, by=_fields(by), allow_incomplete=allow_incomplete)
+    except (ValueError, OSError) as e:
+        raise _Fail(str(e)) from None
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    for path in written:
+        click.echo(str(path))
+
+
+@click.command(context_settings=_SETTINGS)
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="run config; written into the script as given (relative = relative to the sbatch directory)")
+@click.option("--ntasks", type=int, default=None,
+              help="MPI ranks: 1 server + the config's clients (the default; other values are refused)")
+@click.option("--time", "time_limit", default="24:00:00", show_default=True,
+              help="wall-clock limit (HH:MM:SS, D-HH:MM:SS or minutes)")
+@click.option("--array", default=None, metavar="SPEC",
+              help="array job over seeds, e.g. 0-4: task i runs --seed i and writes "
+                   "results/<name>-<array job id>-<i>.h5")
+@click.option("--launcher", type=click.Choice(["mpiexec", "srun"]), default="mpiexec", show_default=True,
+              help="mpiexec -n $SLURM_NTASKS (the venv's MPICH Hydra) or srun --mpi=pmi2; see jobs/README.md")
+@click.option("--partition", default=None, help="SLURM partition")
+@click.option("--job-name", default=None, help="job name, also used in result file names (default: config stem)")
+@click.option("--nodes", default=None, help="--nodes for SLURM, e.g. 1 or 2-4")
+@click.option("--overcommit", is_flag=True, help="allow more ranks than CPUs (small tests on few cores)")
+@click.option("--mem-per-cpu", default=None, help="memory per rank, e.g. 2G (each rank holds torch and its data)")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="write the script here instead of stdout")
+@click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
+def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name, nodes, overcommit, mem_per_cpu,
+          out, train_args):
+    """Render a SLURM batch script that runs `huscf-mpi train` for a config.
+
+    The script asks for one task (one CPU) per rank, sets one thread per rank, activates the
+    project's .venv (relative to the submit directory, or $HUSCF_VENV) and writes
+    results/<name>-<job id>.h5 (arrays: results/<name>-<array job id>-<index>.h5, with the
+    index as seed). Arguments after `--` are passed on to `huscf-mpi train`.
+
+    \b
+    Examples:
+        huscf-mpi slurm --config jobs/configs/scenario6.yaml --time 2-00:00:00 > jobs/scenario6.sbatch
+        huscf-mpi slurm --config jobs/configs/scenario1.yaml --array 0-4 --out jobs/seeds-array.sbatch
+        huscf-mpi slurm --config my.yaml --nodes 1 --overcommit --launcher srun -- --rounds 2
+        sbatch jobs/scenario6.sbatch        # from the project directory
+    """
+    from .slurm import render_sbatch
+
+    # The header records how to re-render the script (argv is not ours when called from tests).
+    words = ["huscf-mpi", "slurm", "--config", config_path]
+    for flag, value in (("--ntasks", ntasks), ("--time", time_limit), ("--array", array), ("--launcher", launcher),
+                        ("--partition", partition), ("--job-name", job_name), ("--nodes", nodes),
+                        ("--mem-per-cpu", mem_per_cpu)):
+        if value is not None:
+            words += [flag, str(value)]
+    words += ["--overcommit"] if overcommit else []
+    words += ["--out", out] if out else []
+    words += ["--", *train_args] if train_args else []
+    try:
+        text = render_sbatch(config_path, ntasks=ntasks, time=time_limit, array=array, partition=partition,
+                             job_name=job_name, launcher=launcher, nodes=nodes, overcommit=overcommit,
+                             mem_per_cpu=mem_per_cpu, train_args=list(train_args), command=" ".join(shlex.quote(str(w)) for w in words),
+                             script_path=out)
+    except ValueError as e:
+        raise _Fail(str(e)) from None
+    if out:
+        try:
+            Path(out).write_text(text)
+        except OSError as e:
+            raise _Fail(f"--out {out}: {e.strerror or e}") from None
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)

@@ -1,0 +1,26 @@
+"""Layouts of the report-plane messages, and when they are sent (shared by server and clients)."""
+from __future__ import annotations
+
+import math
+import resource
+
+# ROUND_STATS (float64), every client, every round.
+ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "bytes_sent", "bytes_received",
+               "max_rss_bytes")
+# EVAL_SCALARS (float64), evaluating clients; NaN where not computed.
+SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "classifier_test_accuracy")
+
+
+def evaluation_due(round_index: int, every: int, rounds: int) -> bool:
+    """Whether round ``round_index`` (1-based) is scored: every ``every`` rounds and the last."""
+    return round_index % every == 0 or round_index == rounds
+
+
+def n_chunks(n_samples: int, chunk: int) -> int:
+    """Generation messages needed for ``n_samples`` at ``chunk`` samples each (last one padded)."""
+    return math.ceil(n_samples / chunk)
+
+
+def max_rss_bytes() -> int:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

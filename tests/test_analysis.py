@@ -1,0 +1,287 @@
+"""Benchmark tables, plots and SLURM scripts on synthetic result files with known numbers."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from huscf_mpi.analysis import make_table
+from huscf_mpi.analysis.plots import FIGURES, plot_all
+from huscf_mpi.cli import main
+from huscf_mpi.results import ResultWriter
+from huscf_mpi.slurm import render_sbatch
+
+DOMAINS = ["mnist", "fashion_mnist"]
+N_CLIENTS, R, ITERS = 4, 3, 10
+CUTS = {"fixed": [2, 4, 1, 5], "umax": "uniform-max"}
+# Final accuracy (%) per (configuration, seed) and domain; chosen so mean and std are easy.
+ACC = {("fixed", 0): (90.0, 80.0), ("fixed", 1): (92.0, 84.0),
+       ("umax", 0): (80.0, 70.0), ("umax", 1): (86.0, 76.0)}
+FPR = {("fixed", 0): (1.0, 2.0), ("fixed", 1): (3.0, 2.0), ("umax", 0): (0.5, 1.0), ("umax", 1): (0.5, 3.0)}
+GS = {("fixed", 0): (8.0, 6.0), ("fixed", 1): (9.0, 7.0), ("umax", 0): (7.0, 5.5), ("umax", 1): (7.5, 6.5)}
+WALL = {("fixed", 0): [1.0, 2.0, 3.0], ("fixed", 1): [2.0, 2.0, 2.0],  # sums 6 and 6
+        ("umax", 0): [3.0, 3.0, 3.0], ("umax", 1): [4.0, 4.0, 4.0]}   # sums 9 and 12
+BYTES_PER_RANK_ROUND = {"fixed": 2**20, "umax": 2 * 2**20}  # -> MiB moved = R * ranks * this / 2**20
+
+
+def config(kind: str, seed: int, scenario: int = 3, width: float = 0.25) -> dict:
+    return {"name": f"{kind}", "seed": seed, "output": f"results/{kind}-s{seed}.h5",
+            "data": {"root": None, "domains": {"mnist": 2, "fashion_mnist": 2}, "scenario": scenario,
+                     "max_samples_per_client": 640},
+            "model": {"architecture": "cgan28", "width": width},
+            "training": {"batch_size": 64, "lr": 0.0002, "betas": [0.5, 0.999], "local_epochs": 1, "rounds": R,
+                         "iterations_per_epoch": ITERS},
+            "cuts": CUTS[kind]}
+
+
+def write_run(path, kind: str, seed: int, fail: bool = False, profiles: bool = False, **cfg):
+    w = ResultWriter(path)
+    w.write_provenance(config_yaml=yaml.safe_dump(config(kind, seed, **cfg), sort_keys=False), seed=seed,
+                       n_ranks=N_CLIENTS + 1, hosts=["node"] * (N_CLIENTS + 1), slurm_job_id="", strategy="huscf")
+    w.write_array("domains", DOMAINS)
+    w.write_table("partition", {"client": [1, 2, 3, 4], "domain": ["mnist", "mnist", "fashion_mnist", "fashion_mnist"],
+                                "size": [640] * 4, "excluded_labels": [""] * 4})
+    cuts = np.array([[2, 4, 1, 5]] * N_CLIENTS) if kind == "fixed" else np.array([[2, 3, 2, 4]] * N_CLIENTS)
+    w.write_array("cuts/cut_vectors", cuts)
+    if profiles:
+        w.write_array("cuts/profiles", ["device1", "device3", "device1", "device3"])
+    w.set_attrs("run", iterations_per_round=ITERS)
+    rng = np.random.default_rng(seed)
+    key = (kind, seed % 2)  # seeds beyond 0 and 1 reuse their numbers
+    for r in range(R):
+        w.append("rounds/round", r + 1)
+        w.append("rounds/wall_seconds", WALL[key][r])
+        w.append("rounds/loss_d", rng.uniform(0.5, 1.0, N_CLIENTS))
+        w.append("rounds/loss_g", rng.uniform(1.0, 2.0, N_CLIENTS))
+        w.append("rounds/generation_score", np.array(GS[key]) * (r + 1) / R)
+        w.append("rounds/cluster_labels", np.array([0, 0, 1, 1]) if r else np.zeros(N_CLIENTS, int))
+        wall = WALL[key][r]
+        w.append("rounds/compute_seconds", np.full(N_CLIENTS + 1, 0.5 * wall))
+        w.append("rounds/comm_seconds", np.full(N_CLIENTS + 1, 0.3 * wall))
+        w.append("rounds/bytes_sent", np.full(N_CLIENTS + 1, BYTES_PER_RANK_ROUND[kind], dtype=np.int64))
+        w.append("rounds/bytes_received", np.full(N_CLIENTS + 1, BYTES_PER_RANK_ROUND[kind], dtype=np.int64))
+        for j, d in enumerate(DOMAINS):
+            w.append(f"samples/{d}", np.full((20, 16), 40 * (r + 1) + j, np.uint8))
+    for j, d in enumerate(DOMAINS):
+        w.set_attrs(f"final/{d}", accuracy=ACC[key][j], precision=ACC[key][j] - 1,
+                    recall=ACC[key][j] - 2, f1=ACC[key][j] - 3, fpr=FPR[key][j],
+                    generation_score=GS[key][j], classifier_test_accuracy=99.0)
+    return w.close("failed", error="killed") if fail else w.close()
+
+
+@pytest.fixture
+def files(tmp_path):
+    return [write_run(tmp_path / f"{k}-s{s}.h5", k, s) for k in ("fixed", "umax") for s in (0, 1)]
+
+
+def mean_std(a, b):
+    return (a + b) / 2, abs(a - b) / math.sqrt(2)  # sample std (ddof=1) of two values
+
+
+def md_rows(text: str) -> list[dict]:
+    lines = [ln for ln in text.strip().splitlines() if ln.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(head, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+
+
+def test_md_mean_std(files):
+    text, notes = make_table(files)
+    rows = md_rows(text)
+    assert [r["configuration"] for r in rows] == ["cuts=[2,4,1,5]", "cuts=uniform-max"]
+    assert notes == []
+    fixed, umax = rows
+    assert fixed["n"] == "2"
+    m, s = mean_std(90, 92)
+    assert fixed["mnist acc %"] == f"**{m:.2f} ± {s:.2f}**"  # higher accuracy: best, bold
+    m, s = mean_std(80, 86)
+    assert umax["mnist acc %"] == f"{m:.2f} ± {s:.2f}"
+    m, s = mean_std(70, 76)
+    assert umax["fashion_mnist acc %"] == f"{m:.2f} ± {s:.2f}"
+    assert umax["mnist FPR %"] == "**0.50 ± 0.00**"  # lower FPR is better
+    assert fixed["mnist GS"] == "**8.500 ± 0.707**"
+    assert fixed["train s"] == "**6.0 ± 0.0**" and umax["train s"] == "10.5 ± 2.1"
+    assert fixed["meas s/it"] == f"**{6 / (R * ITERS):.4f} ± 0.0000**"
+    assert fixed["MiB moved"] == f"**{R * (N_CLIENTS + 1):.2f} ± 0.00**"
+    assert "mnist FID" not in fixed and "pred s/it" not in fixed  # absent from every file
+
+
+def test_csv_numbers(files):
+    text, _ = make_table(files, fmt="csv")
+    rows = {r["configuration"]: r for r in csv.DictReader(io.StringIO(text))}
+    fixed, umax = rows["cuts=[2,4,1,5]"], rows["cuts=uniform-max"]
+    assert fixed["n"] == "2" and fixed["seeds"] == "0 1" and fixed["incomplete"] == "0"
+    for row, kind in ((fixed, "fixed"), (umax, "umax")):
+        for j, d in enumerate(DOMAINS):
+            m, s = mean_std(ACC[(kind, 0)][j], ACC[(kind, 1)][j])
+            assert float(row[f"{d}/accuracy_mean"]) == pytest.approx(m)
+            assert float(row[f"{d}/accuracy_std"]) == pytest.approx(s)
+            m, s = mean_std(ACC[(kind, 0)][j] - 3, ACC[(kind, 1)][j] - 3)
+            assert float(row[f"{d}/f1_mean"]) == pytest.approx(m)
+        train = [sum(WALL[(kind, s)]) for s in (0, 1)]
+        assert float(row["train_s_mean"]) == pytest.approx(np.mean(train))
+        assert float(row["train_s_std"]) == pytest.approx(np.std(train, ddof=1))
+        assert float(row["mib_moved_mean"]) == pytest.approx(R * (N_CLIENTS + 1) * BYTES_PER_RANK_ROUND[kind] / 2**20)
+    assert "mnist/accuracy" in fixed["best"].split(";") and "mnist/fpr" in umax["best"].split(";")
+    assert "mnist/accuracy" not in umax["best"].split(";")
+
+
+def test_latex(files):
+    text, _ = make_table(files, fmt="latex")
+    assert text.startswith(r"\begin{tabular}") and text.rstrip().endswith(r"\end{tabular}")
+    assert r"\multicolumn{6}{c}{fashion\_mnist}" in text
+    m, s = mean_std(90, 92)
+    line = next(ln for ln in text.splitlines() if ln.startswith("cuts=[2,4,1,5]"))
+    assert rf"\textbf{{{m:.2f} $\pm$ {s:.2f}}}" in line
+    m, s = mean_std(80, 86)
+    line = next(ln for ln in text.splitlines() if ln.startswith("cuts=uniform-max"))
+    assert f"{m:.2f} $\\pm$ {s:.2f}" in line and r"acc \%" in text
+    n_cols = len(re.search(r"\\begin\{tabular\}\{(\w+)\}", text).group(1))
+    body = [ln for ln in text.splitlines() if ln.endswith(r"\\") and "multicolumn" not in ln]
+    assert len(body) == 3 and all(ln.count("&") == n_cols - 1 for ln in body)
+
+
+def test_by_metrics_and_single_runs(tmp_path, files):
+    extra = write_run(tmp_path / "wide.h5", "fixed", 0, width=0.5)
+    text, _ = make_table(files + [extra], by=["model.width", "cuts"], metrics="accuracy,train_s")
+    rows = md_rows(text)
+    assert [r["configuration"] for r in rows] == ["model.width=0.25, cuts=[2,4,1,5]",
+                                                  "model.width=0.25, cuts=uniform-max",
+                                                  "model.width=0.5, cuts=[2,4,1,5]"]
+    assert list(rows[0]) == ["configuration", "n", "mnist acc %", "fashion_mnist acc %", "train s"]
+    assert rows[2]["n"] == "1" and rows[2]["mnist acc %"] == "90.00"  # one run: no std
+    with pytest.raises(ValueError, match="unknown metric 'acc'"):
+        make_table(files, metrics="acc")
+    with pytest.raises(ValueError, match="--by model.depth: no run has"):
+        make_table(files, by=["model.depth"])
+
+
+def test_reference_paper(files):
+    text, _ = make_table(files, reference="paper")
+    ref = md_rows(text)[-1]
+    assert ref["configuration"] == "paper (HuSCF-GAN, original code), scenario 3"
+    assert ref["mnist acc %"] == "96.83" and ref["fashion_mnist acc %"] == "82.93"
+    assert ref["mnist F1 %"] == "–"
+    assert md_rows(text)[0]["mnist acc %"].startswith("**")  # the paper row does not compete for best
+    _, notes = make_table(files[:1], reference="paper", metrics="accuracy")
+    assert notes == []
+
+
+def test_incomplete_refused_or_flagged(tmp_path, files):
+    bad = write_run(tmp_path / "dead.h5", "fixed", 2, fail=True)
+    assert bad.name.endswith(".partial")
+    with pytest.raises(ValueError, match=r"incomplete run \(status failed: killed\).*--allow-incomplete"):
+        make_table(files + [bad])
+    with pytest.raises(ValueError, match="incomplete"):  # the final path, when only .partial exists
+        make_table(files + [tmp_path / "dead.h5"])
+    text, _ = make_table(files + [bad], allow_incomplete=True)
+    labels = [r["configuration"] for r in md_rows(text)]
+    assert labels[0] == "cuts=[2,4,1,5] (incomplete: 1 of 3)"
+
+
+def test_schema_mismatch_refused(tmp_path, files):
+    old = tmp_path / "old.h5"
+    shutil.copy(files[0], old)
+    with h5py.File(old, "r+") as f:
+        f.attrs["schema_version"] = 0
+    with pytest.raises(ValueError, match="different schema versions.*v0.*v1"):
+        make_table(files + [old])
+    with h5py.File(old, "r+") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(ValueError, match="schema version 99"):
+        make_table(files + [old])
+
+
+def test_cli_tables_and_errors(tmp_path, files):
+    runner = CliRunner()
+    res = runner.invoke(main, ["tables", *map(str, files), "--format", "csv", "--reference", "paper"])
+    assert res.exit_code == 0, res.output
+    assert "paper (HuSCF-GAN, original code), scenario 3" in res.output
+    res = runner.invoke(main, ["tables", str(tmp_path / "missing.h5")])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"huscf-mpi: error: {tmp_path / 'missing.h5'}: no such result file"]
+    out = tmp_path / "t.tex"
+    res = runner.invoke(main, ["tables", *map(str, files), "--format", "latex", "-o", str(out)])
+    assert res.exit_code == 0 and out.read_text().startswith(r"\begin{tabular}")
+
+
+def test_predicted_latency_column(tmp_path):
+    paths = []
+    for s in (0, 1):
+        p = write_run(tmp_path / f"p{s}.h5", "fixed", s)
+        with h5py.File(p, "r+") as f:
+            f["cuts"].attrs["predicted_seconds_per_iteration"] = 0.5 + s
+        paths.append(p)
+    rows = md_rows(make_table(paths, metrics="predicted_s_per_it")[0])
+    assert rows[0]["pred s/it"] == f"1.0000 ± {math.sqrt(0.5):.4f}"
+
+
+def test_plots(tmp_path, files):
+    files = files + [write_run(tmp_path / "prof.h5", "fixed", 0, profiles=True, width=0.5)]
+    written, notes = plot_all(files, tmp_path / "fig")
+    assert sorted(p.name for p in written) == sorted(FIGURES)
+    for p in written:
+        assert p.stat().st_size > 5000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = CliRunner().invoke(main, ["plot", str(files[0]), "--out", str(tmp_path / "one")])
+    assert res.exit_code == 0 and len(res.output.split()) == len(FIGURES)
+
+
+def _cfg(tmp_path, clients: int = 2):
+    path = tmp_path / "scen.yaml"
+    path.write_text(yaml.safe_dump({"data": {"domains": {"mnist": clients}}, "seed": 3}))
+    return path
+
+
+def test_render_sbatch_single(tmp_path):
+    cfg = _cfg(tmp_path)
+    text = render_sbatch(cfg, time="00:30:00", launcher="srun", partition="cpu", nodes=1, overcommit=True,
+                         train_args=["--rounds", "2"])
+    assert text.startswith("#!/bin/bash\n")
+    for line in ("#SBATCH --ntasks=3", "#SBATCH --time=00:30:00", "#SBATCH --partition=cpu", "#SBATCH --nodes=1",
+                 "#SBATCH --overcommit", "#SBATCH --job-name=scen", "#SBATCH --cpus-per-task=1",
+                 "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
+                 'VENV="${HUSCF_VENV:-.venv}"', 'OUTPUT="results/scen-${SLURM_JOB_ID}.h5"'):
+        assert line in text.splitlines(), line
+    assert "srun --mpi=pmi2 \\\n" in text and f"--config {cfg} --output \"$OUTPUT\" --rounds 2" in text
+    assert "--array" not in text and "--seed" not in text
+
+
+def test_render_sbatch_array(tmp_path):
+    text = render_sbatch(_cfg(tmp_path, 4), array="0-4", job_name="seeds", mem_per_cpu="2G")
+    assert "#SBATCH --ntasks=5" in text and "#SBATCH --array=0-4" in text and "#SBATCH --mem-per-cpu=2G" in text
+    assert "5 MPI ranks (1 server + 4 clients: mnist 4), one run per seed 0-4" in text
+    assert 'OUTPUT="results/seeds-${SLURM_ARRAY_JOB_ID}-${SLURM_ARRAY_TASK_ID}.h5"' in text
+    assert '--seed "${SLURM_ARRAY_TASK_ID}"' in text and "results/%x-%A_%a.out" in text
+    assert 'mpiexec -n "$SLURM_NTASKS"' in text
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"ntasks": 4}, "has 2 clients, so train needs 3 ranks"),
+    ({"time": "tomorrow"}, "time 'tomorrow' is not valid"),
+    ({"array": "0-4; rm -rf"}, "array .* is not valid"),
+    ({"launcher": "ssh"}, "launcher 'ssh'"),
+    ({"nodes": "many"}, "nodes 'many' is not valid"),
+    ({"mem_per_cpu": "lots"}, "mem-per-cpu 'lots' is not valid"),
+])
+def test_render_sbatch_refuses(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        render_sbatch(_cfg(tmp_path), **kwargs)
+
+
+def test_cli_slurm(tmp_path):
+    out = tmp_path / "job.sbatch"
+    res = CliRunner().invoke(main, ["slurm", "--config", str(_cfg(tmp_path)), "--array", "0-1", "--out", str(out),
+                                    "--", "--rounds", "1"])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "#SBATCH --array=0-1" in text and '--seed "${SLURM_ARRAY_TASK_ID}" --rounds 1' in text
+    assert f"sbatch {out}" in text
+    res = CliRunner().invoke(main, ["slurm", "--config", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 2 and res.output.startswith("huscf-mpi: error: config file")

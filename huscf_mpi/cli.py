@@ -82,11 +82,13 @@ def main():
 @click.option("--width", type=float, default=None, help="model width multiplier (1.0 = paper model)")
 @click.option("--max-samples-per-client", type=int, default=None, help="cap each client's shard")
 @click.option("--name", default=None, help="run name (used in the default output path)")
+@click.option("--cuts", "cuts", default=None, metavar="MODE|G_HEAD,G_TAIL,D_HEAD,D_TAIL",
+              help="cut vector for every client (e.g. 2,4,1,5) or a mode: uniform-min, uniform-max, random")
 @click.option("--busy-wait", is_flag=True, help="block in MPI waits instead of polling with sleeps "
               "(faster with one core per rank, wasteful when ranks outnumber cores)")
 @click.option("-v", "--verbose", is_flag=True, help="info-level logs from every rank, not just rank 0")
 def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs, iterations_per_epoch,
-          batch_size, width, max_samples_per_client, name, busy_wait, verbose):
+          batch_size, width, max_samples_per_client, name, cuts, busy_wait, verbose):
     """Train HuSCF-GAN. Launch with mpiexec: 1 server rank + one rank per client.
 
     Writes one HDF5 result file (rank 0): provenance, partition, cut vectors, per-round
@@ -104,7 +106,8 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     overrides = {"seed": seed, "output": output, "name": name, "training.rounds": rounds,
                  "training.local_epochs": local_epochs, "training.iterations_per_epoch": iterations_per_epoch,
                  "training.batch_size": batch_size, "model.width": width,
-                 "data.max_samples_per_client": max_samples_per_client}
+                 "data.max_samples_per_client": max_samples_per_client,
+                 "cuts": [int(v) for v in cuts.split(",")] if cuts and "," in cuts else cuts}
     try:
         cfg = load_config(config_path, overrides)
         from .roles import train as run_train  # torch loads only for a valid config
@@ -112,6 +115,82 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
         run_train(cfg, data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3)
     except UsageError as e:
         _fail(str(e), rank)
+
+
+@main.command()
+@click.option("--devices", type=click.Path(exists=True, dir_okay=False), default="jobs/devices/paper.yaml",
+              show_default=True, help="device profiles YAML (server + client profiles, SPEC §5)")
+@click.option("--clients", type=click.IntRange(1), default=80, show_default=True, help="number of clients N")
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds profile assignment and GA")
+@click.option("--width", type=float, default=1.0, show_default=True, help="model width (1.0 = paper model)")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--cost-mode", type=click.Choice(["true", "reference"]), default="true", show_default=True,
+              help="FLOPs from torch's counter, or the original code's hand table (paper's 7.68 s)")
+@click.option("--population", type=click.IntRange(2), default=1000, show_default=True)
+@click.option("--generations", type=click.IntRange(0), default=1000, show_default=True)
+@click.option("--stall", type=click.IntRange(1), default=100, show_default=True,
+              help="stop after this many generations without improvement")
+def cuts(devices, clients, seed, width, batch_size, cost_mode, population, generations, stall):
+    """Choose every client's cut vector with the GA, without MPI (SPEC §5).
+
+    \b
+    Prints the cut vector per device profile and the predicted seconds per iteration, e.g.
+        huscf-mpi cuts --devices jobs/devices/paper.yaml --clients 80 --seed 0
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from .cuts import cuts_command
+
+    try:
+        click.echo(cuts_command(Path(devices), clients, seed, width, batch_size, cost_mode, population,
+                                generations, stall))
+    except (ValueError, KeyError, OSError) as e:
+        _fail(f"{devices}: {e}")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="YAML config: model, width and batch size to profile (default: the quickstart)")
+@click.option("--batch-size", type=int, default=None, help="override training.batch_size")
+@click.option("--width", type=float, default=None, help="override model.width")
+def profile(config_path, batch_size, width):
+    """Measure every rank without training: per-block seconds and the link to rank 0.
+
+    \b
+    Launch with mpiexec, any number of ranks >= 2:
+        mpiexec -n 5 huscf-mpi profile --config jobs/configs/scenario6.yaml
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from mpi4py import MPI
+
+    rank = MPI.COMM_WORLD.Get_rank()
+    from .config import load_config
+    from .errors import UsageError
+
+    try:
+        cfg = load_config(config_path, {"training.batch_size": batch_size, "model.width": width})
+    except UsageError as e:
+        _fail(str(e), rank)
+    if MPI.COMM_WORLD.Get_size() < 2:
+        _fail("profile measures links to rank 0: run it with mpiexec -n 2 or more", rank)
+    import torch
+
+    from .comm import MPITransport
+    from .models import get_architecture
+    from .roles.cut_setup import measure_ranks
+
+    torch.set_num_threads(1)
+    arch = get_architecture(cfg.model.architecture)
+    costs, times, links = measure_ranks(cfg, arch, MPITransport(MPI.COMM_WORLD))
+    if rank == 0:
+        total = sum(float(c.forward_flops.sum() + c.backward_flops.sum()) for c in costs.values())
+        click.echo(f"{arch.name} width {cfg.model.width:g}, batch {cfg.training.batch_size}: "
+                   f"{total / 1e9:.3f} GFLOP per forward+backward of every block ({cfg.cut_selection.cost_mode} FLOPs)")
+        nets = [(n, b) for n in ("g", "d") for b in range(1, len(costs[n].forward_flops) + 1)]
+        click.echo("rank  GFLOP/s  link MB/s  latency us  " + " ".join(f"{n.upper()}{b} f/b ms".rjust(14) for n, b in nets))
+        for r, t in enumerate(times):
+            link = links.get(r, (0.0, float("nan")))
+            cells = " ".join(f"{t.forward[n][b - 1] * 1e3:6.2f}/{t.backward[n][b - 1] * 1e3:<7.2f}" for n, b in nets)
+            click.echo(f"{r:>4} {total / t.total() / 1e9:8.2f} {link[1] / 1e6:10.1f} {link[0] * 1e6:11.1f}  {cells}")
 
 
 @main.command()

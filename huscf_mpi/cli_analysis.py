@@ -55,8 +55,9 @@ def tables(files, by, metrics, fmt, reference, allow_incomplete, out):
     Runs whose configs differ only in seed, name or output path form one group (row); n is the
     number of runs in it. Each cell is the mean ± sample standard deviation (n-1) over the
     group's runs; '(n=k)' follows it when only k runs have that value, and '–' means none has.
-    Per domain: final generation score (GS), FID, and accuracy / macro precision / recall / F1 /
-    FPR (%) of the classifier trained on synthetic data, tested on real data. Per run:
+    Per domain: final generation score (GS), FID on the domain classifier's features
+    ("FID (clf)", SPEC §6), and accuracy / macro precision / recall / F1 / FPR (%) of the
+    classifier trained on synthetic data, tested on real data. Per run:
     predicted and measured seconds per iteration, training wall time (sum of round wall
     times), MiB moved (bytes sent by all ranks).
 
@@ -120,8 +121,10 @@ def plot(files, out_dir, by, allow_incomplete):
 
     try:
         written, notes = plot_all(files, out_dir, by=_fields(by), allow_incomplete=allow_incomplete)
-    except (ValueError, OSError) as e:
+    except ValueError as e:
         raise _Fail(str(e)) from None
+    except OSError as e:  # result files are read above (errors there are ValueError): this is --out
+        raise _Fail(f"--out {out_dir}: {e.strerror or e}") from None
     for note in notes:
         click.echo(f"note: {note}", err=True)
     for path in written:

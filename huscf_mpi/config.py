@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import UsageError
 
 QUICKSTART = Path(__file__).with_name("configs") / "quickstart.yaml"
-CUT_MODES = ("uniform-min", "uniform-max", "random")
+CUT_MODES = ("ga", "uniform-min", "uniform-max", "random")
 
 
 class ConfigError(UsageError, ValueError):
@@ -88,6 +88,21 @@ class FederationConfig(_Section):
         "domains", description="KMeans k: 'domains' = number of domains, 'auto' = best silhouette")
 
 
+class CutSelectionConfig(_Section):
+    """How ``cuts: ga`` picks each client's cut vector (SPEC §5)."""
+
+    devices: str | None = Field(None, description="device profiles YAML to emulate (e.g. jobs/devices/paper.yaml); "
+                                                  "none = measure the real ranks")
+    emulate: bool = Field(True, description="with devices: pace each client to its profile's FLOP/s and link")
+    cost_mode: Literal["true", "reference"] = Field("true", description="FLOPs from torch's counter, or the "
+                                                                        "original code's hand table")
+    population: int = Field(1000, ge=2)
+    generations: int = Field(1000, ge=0)
+    stall_generations: int | None = Field(100, ge=1, description="stop after this many generations without gain")
+    profile_repeats: int = Field(5, ge=1, description="timed repetitions per block (median)")
+    profile_warmup: int = Field(2, ge=0)
+
+
 class EvaluationConfig(_Section):
     every: int = Field(1, ge=1, description="generation score every this many rounds (and the last)")
     generation_samples: int = Field(5000, ge=10)
@@ -110,8 +125,10 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     federation: FederationConfig = FederationConfig()
-    cuts: Union[Literal["uniform-min", "uniform-max", "random"], list[int], dict[int, list[int]]] = Field(
-        "uniform-min", description="one [g_head, g_tail, d_head, d_tail] for all, per client {id: [...]}, or a mode")
+    cuts: Union[Literal["ga", "uniform-min", "uniform-max", "random"], list[int], dict[int, list[int]]] = Field(
+        "ga", description="'ga' (SPEC §5), one [g_head, g_tail, d_head, d_tail] for all, per client {id: [...]}, "
+                          "or uniform-min / uniform-max / random")
+    cut_selection: CutSelectionConfig = CutSelectionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
 
     @model_validator(mode="after")

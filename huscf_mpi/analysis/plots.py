@@ -24,6 +24,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: cluster nodes and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.colors  # noqa: E402,F401
 import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
@@ -162,8 +163,11 @@ def _time_per_rank(groups: list[Group], path: Path) -> bool:
     if not data:
         return False
     n_ranks = max(len(t[0]) for _, t in data)
-    fig, axes = plt.subplots(1, len(data), figsize=(max(4.5, 0.35 * n_ranks + 2.5) * len(data), 3.6),
-                             squeeze=False, sharey=True)
+    width = min(12.0, max(4.5, 0.35 * n_ranks + 2.5))
+    # Many ranks (paper scale: 81 or 101) get one full-width panel per group, stacked.
+    rows, cols = (len(data), 1) if n_ranks > 20 else (1, len(data))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.6 * rows), squeeze=False, sharey=True)
+    axes = axes.reshape(1, -1)
     for ax, (g, (comp, comm, idle, wall)) in zip(axes[0], data):
         x = np.arange(len(comp))
         ax.bar(x, comp, color="#4c72b0", label="compute")
@@ -172,12 +176,13 @@ def _time_per_rank(groups: list[Group], path: Path) -> bool:
             ax.bar(x, idle, bottom=comp + comm, color="#cccccc", label="idle")
         if np.isfinite(wall):
             ax.axhline(wall, color="k", lw=0.8, ls="--", label="wall (sum of rounds)")
-        ax.set_xticks(x, ["server" if r == 0 else str(r) for r in x], rotation=90 if len(x) > 12 else 0,
-                      fontsize=8 if len(x) > 12 else 10)
+        step = 1 if len(x) <= 20 else 10  # label every 10th rank at paper scale
+        ax.set_xticks(x[::step], ["server" if r == 0 else str(r) for r in x[::step]], fontsize=8 if step > 1 else 10)
         ax.set(xlabel="rank")
         ax.set_title(_short(g.label), fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("seconds, all rounds (mean over seeds)")
+    for ax in axes[0][:: cols]:
+        ax.set_ylabel("seconds, all rounds\n(mean over seeds)")
     _legend(fig, axes[0][0])
     _save(fig, path)
     return True
@@ -211,7 +216,7 @@ def _cut_vectors(groups: list[Group], path: Path) -> bool:
     if not panels:
         return False
     n_rows = max(len(p[1]) for p in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1, 1.6 + 0.3 * min(n_rows, 60)),
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1, 1.6 + 0.3 * min(n_rows, 30)),
                              squeeze=False, layout="constrained")
     vmax = max(int(p[1].max()) for p in panels)
     for ax, (g, vecs, labels, what) in zip(axes[0], panels):
@@ -225,7 +230,7 @@ def _cut_vectors(groups: list[Group], path: Path) -> bool:
             ax.set_ylabel(what)
         ax.set_xticks(range(4), COMPONENTS, fontsize=8)
         ax.set_title(f"{_short(g.label, 40)}\nper {what}", fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), label="block index", fraction=0.04)
+    fig.colorbar(im, ax=axes[0].tolist(), label="block index", fraction=0.04, ticks=range(1, max(vmax, 2) + 1))
     fig.suptitle("cut vectors: last head block and first tail block of G and D", fontsize=10)
     _save(fig, path, tight=False)
     return True
@@ -241,10 +246,11 @@ def _clusters(groups: list[Group], path: Path) -> bool:
     if not panels:
         return False
     n_clients = max(p[3].shape[1] for p in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 1, 1.8 + 0.22 * min(n_clients, 60)),
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 1, 1.8 + 0.22 * min(n_clients, 24)),
                              squeeze=False, layout="constrained")
     k = int(np.nanmax([np.nanmax(p[3]) for p in panels])) + 1
-    cmap = plt.get_cmap("tab10", max(k, 2))
+    base = plt.get_cmap("tab10" if k <= 10 else "tab20").colors  # distinct colours per cluster
+    cmap = matplotlib.colors.ListedColormap([base[i % len(base)] for i in range(max(k, 2))])
     for ax, (g, seed, rounds, labels) in zip(axes[0], panels):
         im = ax.imshow(labels.T, aspect="auto", cmap=cmap, vmin=-0.5, vmax=max(k, 2) - 0.5, interpolation="nearest",
                        extent=(rounds[0] - 0.5, rounds[-1] + 0.5, labels.shape[1] + 0.5, 0.5))
@@ -272,7 +278,7 @@ def _samples(groups: list[Group], path: Path) -> bool:
     if not cells:
         return False
     n_groups = min(len(groups), MAX_PANELS)
-    fig, axes = plt.subplots(n_groups, len(domains), figsize=(3.2 * len(domains), 3.6 * n_groups), squeeze=False)
+    fig, axes = plt.subplots(n_groups, len(domains), figsize=(2.8 * len(domains), 3.3 * n_groups), squeeze=False)
     for gi in range(n_groups):
         for di, d in enumerate(domains):
             ax = axes[gi][di]
@@ -301,6 +307,19 @@ def _save(fig, path: Path, tight: bool = True) -> None:
         fig.tight_layout()
     fig.savefig(path, dpi=DPI, bbox_inches="tight" if not tight else None)
     plt.close(fig)
+    _shrink(path)
+
+
+def _shrink(path: Path) -> None:
+    """Re-save as a 256-colour palette PNG: figures have few colours, and sample grids full of
+    grey noise otherwise make multi-hundred-KB RGBA files."""
+    try:
+        from PIL import Image
+    except ImportError:  # pillow comes with matplotlib; keep the RGBA file if it is missing
+        return
+    with Image.open(path) as img:
+        small = img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 FIGURES = {

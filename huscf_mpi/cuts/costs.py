@@ -32,6 +32,9 @@ Two counting modes:
     transposed convolution is counted over its *output* pixels, 4x the true count at stride 2:
     G block 2 at batch 64, width 1 is 13.17 GFLOP here and 3.29 GFLOP in ``"true"`` mode.
 
+The first ``"true"`` call in a process takes a few seconds more: torch's FLOP counter imports
+``torch._dynamo`` on first use.
+
 Output bytes are the same in both modes: 4 bytes (fp32) x B x the block's per-sample output
 size — the smashed data a cut after that block sends, and the size of its gradient.
 """

@@ -21,8 +21,9 @@ One generation (DEAP operators on the individuals; fitness of the whole populati
    gene of *all* clients of one group to one value — all candidates of a step scored in one
    fitness call. Why: the latency is a max over clients, so making a slow profile's clients
    change their cut pays off only once *all* of them have changed; single-gene mutations see
-   a plateau there (on the 80-client paper problem the plain GA stalls ~4 % above the best
-   answer). In the latency model, moving every client of a group to the largest head and
+   a plateau there (on the 80-client paper problem, without this step the GA ended 4.3 %
+   above the optimum for 2 of 3 seeds, and without the uniform seeds as well, 174-551 %
+   above it; see benchmarks/README.md). In the latency model, moving every client of a group to the largest head and
    smallest tail found among them never makes things worse (server blocks get fewer
    participants; no arrival or finish time that was not already there appears), and with a
    pinned server block that cut is valid, so an optimum exists in which each group shares

@@ -43,6 +43,11 @@ link rate is given (the slower end of the point-to-point path). Messages of diff
 do not contend for the server's link; the paper's server link (1 GB/s) is no slower than any
 client's, so passing it changes nothing there. No per-message latency is modelled.
 
+Implementation: all candidates are evaluated at once (NumPy over P). A client's own times
+depend only on its cut value and its two rates, so clients with equal rates form one group and
+every max over clients becomes a max over (cut value, group) pairs present in a candidate; the
+cost per call is a few passes over the (N, P) cut columns (about 2 ms for P = 1000, N = 80).
+
 Departures from the original code (SPEC §5): server-side D terms are ×3 like the client-side
 ones (the original multiplied only the client's), and each server block's backward uses its
 own FLOPs (the original charged block 4's backward where block 2's belongs). The original also

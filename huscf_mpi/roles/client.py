@@ -51,8 +51,9 @@ def run_client(info: RunInfo, assignment: ClientAssignment, root, transport: MPI
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
         n = info.iterations_per_round
-        transport.isend(0, Kind.ROUND_STATS, np.array([loss_d / n, loss_g / n, wall - waited, waited, sent, received,
-                                                             max_rss_bytes()]))
+        transport.isend(0, Kind.ROUND_STATS, np.array([
+            loss_d / n, loss_g / n, wall - waited, waited, sent, received, max_rss_bytes(),
+            strategy.pacer.overrun_seconds, strategy.pacer.overrun_sections]))
         if evaluator is not None and evaluation_due(r, cfg.evaluation.every, cfg.training.rounds):
             evaluator.round(strategy)
     if evaluator is not None:

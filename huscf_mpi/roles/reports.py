@@ -6,7 +6,7 @@ import resource
 
 # ROUND_STATS (float64), every client, every round.
 ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "bytes_sent", "bytes_received",
-               "max_rss_bytes")
+               "max_rss_bytes", "emulation_overrun_seconds", "emulation_overrun_sections")
 # EVAL_SCALARS (float64), evaluating clients; NaN where not computed.
 SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "classifier_test_accuracy")
 

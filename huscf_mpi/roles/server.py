@@ -49,8 +49,11 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
                mininterval=1.0, smoothing=0.05)
     for r in range(1, rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
+        iteration_seconds = np.empty(iters)
         for i in range(iters):
+            t_it = time.perf_counter()
             strategy.train_iteration(last_of_round=i == iters - 1)
+            iteration_seconds[i] = time.perf_counter() - t_it
             bar.update()
         record = strategy.round_end(r)
         transport.flush()
@@ -84,6 +87,10 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
         writer.append("rounds/bytes_sent", np.r_[sent, col["bytes_sent"]].astype(np.int64))
         writer.append("rounds/bytes_received", np.r_[received, col["bytes_received"]].astype(np.int64))
         writer.append("rounds/max_rss_bytes", np.r_[max_rss_bytes(), col["max_rss_bytes"]].astype(np.int64))
+        writer.append("rounds/iteration_seconds", iteration_seconds)  # measured on the server, per iteration
+        if info.emulated:  # cumulative per client: where real compute was slower than its profile
+            writer.append("rounds/emulation_overrun_seconds", col["emulation_overrun_seconds"])
+            writer.append("rounds/emulation_overrun_sections", col["emulation_overrun_sections"].astype(np.int64))
         for name, value in record.arrays.items():
             writer.append(f"rounds/{name}", value)
         writer.flush()

@@ -22,8 +22,10 @@ from ..config import Config
 from ..errors import SetupError
 from ..data import DataError, load_domain, partition, partition_summary, resolve_data_root
 from ..data.datasets import epoch_iterations
-from ..models import CutVector, get_architecture, uniform_max, uniform_min, valid_cut_vectors
+from ..cuts.devices import load_devices
+from ..models import get_architecture
 from ..strategies import RunInfo
+from .cut_setup import CutPlan, fixed_cuts, plan_cuts
 
 log = logging.getLogger("huscf_mpi")
 
@@ -45,39 +47,11 @@ def agree(transport: MPITransport, error: str | None) -> None:
         raise SetupError(first)
 
 
-def resolve_cuts(config: Config, arch) -> dict[int, CutVector]:
-    """Cut vector per client id from ``config.cuts`` (a vector, a per-client map or a mode).
-
-    Raises ``SetupError`` naming the client and the rule broken by an invalid vector.
-    """
-    n = config.data.n_clients
-    spec = config.cuts
-    if spec == "uniform-min":
-        return {c: uniform_min(arch) for c in range(1, n + 1)}
-    if spec == "uniform-max":
-        return {c: uniform_max(arch) for c in range(1, n + 1)}
-    if spec == "random":
-        choices = valid_cut_vectors(arch)
-        pick = seeding.rng(config.seed, seeding.GA, 0).integers(len(choices), size=n)
-        return {c: choices[int(i)] for c, i in zip(range(1, n + 1), pick)}
-    per_client = spec if isinstance(spec, dict) else {c: spec for c in range(1, n + 1)}
-    out = {}
-    for c, values in sorted(per_client.items()):
-        if len(values) != 4:
-            raise SetupError(f"cuts for client {c}: need 4 values [g_head, g_tail, d_head, d_tail], got {values}")
-        v = CutVector.from_tuple(values)
-        try:
-            v.validate(arch)
-        except ValueError as e:
-            raise SetupError(f"cuts for client {c}: {e}") from None
-        out[c] = v
-    return out
-
-
 def build_run_info(config: Config, transport: MPITransport, data_root: str | None
-                   ) -> tuple[RunInfo, ClientAssignment | None, Path, list[dict]]:
+                   ) -> tuple[RunInfo, ClientAssignment | None, Path, list[dict], CutPlan]:
     """Collective set-up. Returns the shared :class:`RunInfo`, this client's assignment
-    (``None`` on rank 0), the data root, and (rank 0 only) the partition summary rows."""
+    (``None`` on rank 0), the data root, (rank 0 only) the partition summary rows, and the
+    cut plan (cuts, emulated profiles; on rank 0 also what to record)."""
     rank, size = transport.rank, transport.size
     n = config.data.n_clients
     if size != n + 1:
@@ -87,7 +61,13 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     error, payload, root = None, None, None
     try:
         arch = get_architecture(config.model.architecture)
-        cuts = resolve_cuts(config, arch)
+        if config.cuts != "ga":
+            fixed_cuts(config, arch)
+        elif config.cut_selection.devices:
+            try:
+                load_devices(Path(config.cut_selection.devices))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise SetupError(f"cut_selection.devices: {e}; give a YAML like jobs/devices/paper.yaml") from None
         root = resolve_data_root(data_root if data_root is not None else config.data.root)
         if rank == 0:
             labels, splits = {}, {}
@@ -104,6 +84,8 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
     agree(transport, error)
 
+    plan = plan_cuts(config, arch, transport)
+    cuts = plan.cuts
     shards, summary = transport.bcast(payload if rank == 0 else None)
     B = config.training.batch_size
     sizes = {s.client: s.size for s in shards}
@@ -115,9 +97,9 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         config=config, arch=arch, cuts=cuts, clients=[s.client for s in shards],
         domains={s.client: s.domain for s in shards}, sizes=sizes, evaluators=evaluators,
         iterations_per_round=iters * config.training.local_epochs,
-        init_seed=seeding.int_seed(config.seed, seeding.INIT))
+        init_seed=seeding.int_seed(config.seed, seeding.INIT), emulated=plan.emulated, block_flops=plan.flops)
     mine = None
     if rank > 0:
         s = shards[rank - 1]
         mine = ClientAssignment(s.domain, s.indices, s.excluded_labels)
-    return info, mine, root, summary if rank == 0 else []
+    return info, mine, root, summary if rank == 0 else [], plan

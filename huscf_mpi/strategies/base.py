@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..comm import MPITransport
+from ..cuts.emulation import NoPacer
 from ..config import Config
 from ..models import Architecture, CutVector
 
@@ -33,6 +34,8 @@ class RunInfo:
     evaluators: dict[str, int]           # domain -> client id that evaluates it (its first client)
     iterations_per_round: int
     init_seed: int
+    emulated: dict = field(default_factory=dict)     # client id -> DeviceProfile it is paced to
+    block_flops: dict = field(default_factory=dict)  # net -> {"forward"|"backward": FLOPs per block (L,)}
 
 
 @dataclass
@@ -48,6 +51,7 @@ class ClientStrategy(ABC):
 
     def __init__(self, info: RunInfo, client: int, transport: MPITransport):
         self.info, self.client, self.t = info, client, transport
+        self.pacer = NoPacer()  # an emulated client replaces it with a cuts.emulation.Pacer
 
     @abstractmethod
     def train_iteration(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

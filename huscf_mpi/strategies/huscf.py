@@ -7,12 +7,15 @@ gradients both ways: 16 messages, all point-to-point into buffers declared at se
 """
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 import torch
 from torch import nn
 
 from .. import seeding
 from ..comm import Kind
+from ..cuts.emulation import NoPacer, Pacer
 from ..models import client_models, server_bodies
 from ..models.params import client_blocks, dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
 from .base import ClientStrategy, RoundRecord, ServerStrategy
@@ -46,6 +49,17 @@ def message_shapes(info, client: int) -> dict[Kind, tuple[int, ...]]:
     return shapes
 
 
+def part_flops(info, cut) -> dict[tuple[str, str], float]:
+    """FLOPs of each client part per pass: ``{("g_head", "f"): ..., ("d_tail", "b"): ...}``."""
+    out = {}
+    for net in ("g", "d"):
+        c, L = cut.net(net), info.arch.n_blocks(net)
+        for part, blocks in (("head", range(1, c.head + 1)), ("tail", range(c.tail, L + 1))):
+            for d, key in (("f", "forward"), ("b", "backward")):
+                out[f"{net}_{part}", d] = float(sum(info.block_flops[net][key][b - 1] for b in blocks))
+    return out
+
+
 def _adam(params, cfg) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=cfg.training.lr, betas=tuple(cfg.training.betas))
 
@@ -71,53 +85,72 @@ class HuSCFClient(ClientStrategy):
             transport.declare(0, kind, shape, send=kind in _UP)
         transport.declare(0, Kind.PARAMS_UP, (layout_size(self.layout),))
         transport.declare(0, Kind.PARAMS_DOWN, (layout_size(self.layout),), send=False)
+        profile = info.emulated.get(client)
+        self.pacer = Pacer(profile.flops_per_s, profile.link_bytes_per_s) if profile else NoPacer()
+        self.flops = part_flops(info, info.cuts[client]) if profile else defaultdict(float)
 
-    def _through_server(self, up: Kind, down: Kind, smashed: torch.Tensor) -> torch.Tensor:
-        self.t.isend(0, up, smashed)
-        return self.t.recv_tensor(0, down, requires_grad=True)
+    def _up(self, kind: Kind, tensor: torch.Tensor) -> None:
+        self.pacer.transfer(tensor.numel() * tensor.element_size())  # emulated link, if any
+        self.t.isend(0, kind, tensor)
 
-    def _backward_through_server(self, grad_up: Kind, grad_down: Kind, body_out: torch.Tensor,
-                                 smashed: torch.Tensor) -> None:
-        self.t.isend(0, grad_up, body_out.grad)
-        smashed.backward(self.t.recv_tensor(0, grad_down))
+    def _down(self, kind: Kind, requires_grad: bool = False) -> torch.Tensor:
+        out = self.t.recv_tensor(0, kind, requires_grad=requires_grad)
+        self.pacer.transfer(out.numel() * out.element_size())
+        return out
 
     def train_iteration(self, x, y):
-        B, m = self.batch, self.m
+        B, m, pace, F = self.batch, self.m, self.pacer.compute, self.flops
         z = torch.randn(B, self.info.arch.z_dim, generator=self.noise)
         y_fake = torch.randint(0, self.info.arch.n_classes, (B,), generator=self.noise)
         ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
 
         # 1. Generate through head -> server body -> tail.
-        a = m.g_head(z, y_fake)
-        s = self._through_server(Kind.G_SMASHED, Kind.G_BODY_OUT, a)
-        fake = m.g_tail(s)
+        with pace(F["g_head", "f"]):
+            a = m.g_head(z, y_fake)
+        self._up(Kind.G_SMASHED, a)
+        s = self._down(Kind.G_BODY_OUT, requires_grad=True)
+        with pace(F["g_tail", "f"]):
+            fake = m.g_tail(s)
 
         # 2-3. Discriminator on fakes and reals; both uploads go out before either reply is awaited.
         self.d_opt.zero_grad(set_to_none=True)
-        h_fake = m.d_head(fake.detach(), y_fake)
-        h_real = m.d_head(x, y)
-        self.t.isend(0, Kind.D_FAKE_SMASHED, h_fake)
-        self.t.isend(0, Kind.D_REAL_SMASHED, h_real)
-        o_fake = self.t.recv_tensor(0, Kind.D_FAKE_BODY_OUT, requires_grad=True)
-        loss_fake = self.bce(m.d_tail(o_fake), zeros)
-        o_real = self.t.recv_tensor(0, Kind.D_REAL_BODY_OUT, requires_grad=True)
-        loss_real = self.bce(m.d_tail(o_real), ones)
-        (loss_fake + loss_real).backward()
-        self.t.isend(0, Kind.D_FAKE_BODY_GRAD, o_fake.grad)
-        self.t.isend(0, Kind.D_REAL_BODY_GRAD, o_real.grad)
-        torch.autograd.backward([h_fake, h_real], [self.t.recv_tensor(0, Kind.D_FAKE_SMASHED_GRAD),
-                                                   self.t.recv_tensor(0, Kind.D_REAL_SMASHED_GRAD)])
-        self.d_opt.step()
+        with pace(2 * F["d_head", "f"]):
+            h_fake = m.d_head(fake.detach(), y_fake)
+            h_real = m.d_head(x, y)
+        self._up(Kind.D_FAKE_SMASHED, h_fake)
+        self._up(Kind.D_REAL_SMASHED, h_real)
+        o_fake = self._down(Kind.D_FAKE_BODY_OUT, requires_grad=True)
+        with pace(F["d_tail", "f"]):
+            loss_fake = self.bce(m.d_tail(o_fake), zeros)
+        o_real = self._down(Kind.D_REAL_BODY_OUT, requires_grad=True)
+        with pace(F["d_tail", "f"] + 2 * F["d_tail", "b"]):
+            loss_real = self.bce(m.d_tail(o_real), ones)
+            (loss_fake + loss_real).backward()
+        self._up(Kind.D_FAKE_BODY_GRAD, o_fake.grad)
+        self._up(Kind.D_REAL_BODY_GRAD, o_real.grad)
+        grads = [self._down(Kind.D_FAKE_SMASHED_GRAD), self._down(Kind.D_REAL_SMASHED_GRAD)]
+        with pace(2 * F["d_head", "b"]):
+            torch.autograd.backward([h_fake, h_real], grads)
+            self.d_opt.step()
 
         # 4. Generator step: D forward on the same fakes, backward through D (not stepped) and G.
         self.g_opt.zero_grad(set_to_none=True)
-        h_gen = m.d_head(fake, y_fake)
-        o_gen = self._through_server(Kind.D_GEN_SMASHED, Kind.D_GEN_BODY_OUT, h_gen)
-        loss_g = self.bce(m.d_tail(o_gen), ones)
-        loss_g.backward()
-        self._backward_through_server(Kind.D_GEN_BODY_GRAD, Kind.D_GEN_SMASHED_GRAD, o_gen, h_gen)
-        self._backward_through_server(Kind.G_BODY_GRAD, Kind.G_SMASHED_GRAD, s, a)
-        self.g_opt.step()
+        with pace(F["d_head", "f"]):
+            h_gen = m.d_head(fake, y_fake)
+        self._up(Kind.D_GEN_SMASHED, h_gen)
+        o_gen = self._down(Kind.D_GEN_BODY_OUT, requires_grad=True)
+        with pace(F["d_tail", "f"] + F["d_tail", "b"]):
+            loss_g = self.bce(m.d_tail(o_gen), ones)
+            loss_g.backward()
+        self._up(Kind.D_GEN_BODY_GRAD, o_gen.grad)
+        grad = self._down(Kind.D_GEN_SMASHED_GRAD)
+        with pace(F["d_head", "b"] + F["g_tail", "b"]):  # through the D head into the fakes, then the G tail
+            h_gen.backward(grad)
+        self._up(Kind.G_BODY_GRAD, s.grad)
+        grad = self._down(Kind.G_SMASHED_GRAD)
+        with pace(F["g_head", "b"]):
+            a.backward(grad)
+            self.g_opt.step()
         return float((loss_fake + loss_real).detach()), float(loss_g.detach())
 
     def round_end(self, round_index):

@@ -29,6 +29,18 @@ class _Fail(click.ClickException):
         click.echo(f"huscf-mpi: error: {self.format_message()}", err=True)
 
 
+def _emit(text: str, out: str | None) -> None:
+    """Write ``text`` to ``out`` (saying so on stderr), or print it."""
+    if out:
+        try:
+            Path(out).write_text(text)
+        except OSError as e:
+            raise _Fail(f"--out {out}: {e.strerror or e}") from None
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 @click.command(context_settings=_SETTINGS)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--by", multiple=True, metavar="FIELD[,FIELD]",
@@ -82,14 +94,7 @@ def tables(files, by, metrics, fmt, reference, allow_incomplete, out):
         raise _Fail(str(e)) from None
     for note in notes:
         click.echo(f"note: {note}", err=True)
-    if out:
-        try:
-            Path(out).write_text(text)
-        except OSError as e:
-            raise _Fail(f"--out {out}: {e.strerror or e}") from None
-        click.echo(f"wrote {out}", err=True)
-    else:
-        click.echo(text, nl=False)
+    _emit(text, out)
 
 
 @click.command(context_settings=_SETTINGS)
@@ -185,11 +190,4 @@ def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name,
                              script_path=out)
     except ValueError as e:
         raise _Fail(str(e)) from None
-    if out:
-        try:
-            Path(out).write_text(text)
-        except OSError as e:
-            raise _Fail(f"--out {out}: {e.strerror or e}") from None
-        click.echo(f"wrote {out}", err=True)
-    else:
-        click.echo(text, nl=False)
+    _emit(text, out)

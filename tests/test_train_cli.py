@@ -153,3 +153,24 @@ def test_missing_dataset_file(tmp_path):
 def test_missing_config_file(tmp_path):
     line = _one_error_line(_run_single(["train", "--config", str(tmp_path / "nope.yaml")]))
     assert "nope.yaml" in line
+
+
+@needs_data
+def test_emulated_ga_run_records_profiles_cuts_and_latency(tmp_path):
+    cfg = {**TINY, "cuts": "ga", "training": {**TINY["training"], "rounds": 1},
+           "cut_selection": {"devices": str(Path(__file__).resolve().parents[1] / "jobs/devices/paper.yaml"),
+                             "population": 50, "generations": 20, "profile_repeats": 1, "profile_warmup": 1}}
+    out = tmp_path / "ga.h5"
+    proc = _train(tmp_path, cfg, out)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = ResultFile(out)
+    cuts = r.attrs("cuts")
+    assert cuts["mode"] == "ga" and cuts["emulated"]
+    assert cuts["predicted_seconds_per_iteration"] > 0
+    assert cuts["predicted_seconds_per_iteration"] <= cuts["best_uniform_seconds_per_iteration"] + 1e-12
+    profiles = r.table("cuts/profiles")
+    assert list(profiles["client"]) == [1, 2] and all(p.startswith("device") for p in profiles["profile"])
+    assert r.array("cuts/measured_g_forward_seconds").shape == (3, 5)
+    assert len(r.array("cuts/ga_best_fitness")) >= 2
+    assert r.array("rounds/iteration_seconds").shape == (1, 4)
+    assert r.array("rounds/emulation_overrun_seconds").shape == (1, 2)

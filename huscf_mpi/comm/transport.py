@@ -129,15 +129,21 @@ class MPITransport:
         self.wait_seconds += time.perf_counter() - t0
 
     # -- collectives used at set-up and shutdown only ---------------------------------------
+    # Each first meets the other ranks at a polled Ibarrier: a rank that arrives early (while
+    # another trains a classifier, say) then sleeps instead of spinning inside a blocking
+    # collective on a core the busy rank needs. The pickled collective itself is then quick.
     def barrier(self) -> None:
         self.flush()
         self._wait([self.comm.Ibarrier()])
 
     def allgather(self, obj):
+        self.barrier()
         return self.comm.allgather(obj)
 
     def gather(self, obj):
+        self.barrier()
         return self.comm.gather(obj, root=0)
 
     def bcast(self, obj):
+        self.barrier()
         return self.comm.bcast(obj, root=0)

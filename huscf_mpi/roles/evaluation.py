@@ -24,6 +24,10 @@ from ..metrics import (fid_against_real, generation_score, load_or_train_domain_
 
 log = logging.getLogger("huscf_mpi")
 
+# The domain classifier is the measuring instrument, not part of a run: one fixed seed, so
+# runs with different seeds are scored by the same cached classifier and stay comparable.
+CLASSIFIER_SEED = 0
+
 def image_grid(images: np.ndarray, labels: np.ndarray, n_classes: int, per_class: int) -> np.ndarray:
     """uint8 grid: one row per class, ``per_class`` images each; images float (N,1,H,W) in [-1,1]."""
     _, _, h, w = images.shape
@@ -44,7 +48,7 @@ class DomainEvaluator:
         self.classifier, self.classifier_accuracy = load_or_train_domain_classifier(
             data.name, data.train_images, data.train_labels, data.test_images, data.test_labels,
             cache_dir=Path(cfg.cache_dir).expanduser(), epochs=cfg.classifier_epochs,
-            seed=seeding.int_seed(info.config.seed, "domain-classifier"), split_tag=data.split)
+            seed=CLASSIFIER_SEED, split_tag=data.split)
         log.info("domain classifier for %s: real test accuracy %.2f %%", data.name, self.classifier_accuracy)
         self.noise = torch.Generator().manual_seed(seeding.int_seed(info.config.seed, seeding.EVALUATION, client))
         self.t.declare(0, Kind.EVAL_SCALARS, (len(SCALARS),), np.float64)

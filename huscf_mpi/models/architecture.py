@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import torch
@@ -41,7 +42,7 @@ class Architecture:
         return self.build(net, width)
 
     def n_blocks(self, net: str) -> int:
-        return len(self.blocks(net, 0.05))
+        return len(_output_shapes(self.name, net, 0.05))
 
     @property
     def cluster_block(self) -> int:
@@ -50,6 +51,9 @@ class Architecture:
 
     def output_shapes(self, net: str, width: float) -> list[tuple[int, ...]]:
         """Per-sample output shape of every block of ``net`` (index 0 = block 1), by a dry run."""
+        return list(_output_shapes(self.name, net, width))
+
+    def _dry_run(self, net: str, width: float) -> list[tuple[int, ...]]:
         blocks = self.blocks(net, width)
         labels = torch.zeros(2, dtype=torch.long)
         x = torch.zeros(2, self.z_dim) if net == GENERATOR else torch.zeros(2, *self.image_shape)
@@ -78,6 +82,12 @@ ARCHITECTURES: dict[str, Architecture] = {
         pinned={GENERATOR: (3,), DISCRIMINATOR: (3,)},
     ),
 }
+
+
+@lru_cache(maxsize=None)
+def _output_shapes(name: str, net: str, width: float) -> tuple[tuple[int, ...], ...]:
+    # Building the networks to read shapes is costly at width 1; set-up asks once per client.
+    return tuple(ARCHITECTURES[name]._dry_run(net, width))
 
 
 def get_architecture(name: str) -> Architecture:

@@ -6,13 +6,14 @@ A *state* is ``{net: {block: {name: np.ndarray}}}``, parameters and BatchNorm bu
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from .architecture import NETS, Architecture
+from .architecture import NETS, Architecture, get_architecture
 from .cuts import CutVector
 from .split import block_state, load_block_state
 
@@ -29,15 +30,20 @@ def client_blocks(arch: Architecture, cut: CutVector) -> dict[str, list[int]]:
     return out
 
 
+@lru_cache(maxsize=None)
+def _entries(arch_name: str, width: float) -> dict[tuple[str, int], tuple[tuple[str, tuple[int, ...], np.dtype], ...]]:
+    """(name, shape, dtype) of every state entry per (net, block); built once per process."""
+    arch = get_architecture(arch_name)
+    return {(net, b): tuple((k, tuple(v.shape), torch.empty((), dtype=v.dtype).numpy().dtype)
+                            for k, v in m.state_dict().items())
+            for net in NETS for b, m in enumerate(arch.blocks(net, width), start=1)}
+
+
 def layout(arch: Architecture, width: float, blocks: Mapping[str, Iterable[int]]) -> Layout:
     """``[(net, block, name, shape), ...]`` in buffer order for the given hosted blocks."""
-    out: Layout = []
-    for net in NETS:
-        modules = arch.blocks(net, width)
-        for b in sorted(blocks.get(net, ())):
-            for name, value in modules[b - 1].state_dict().items():
-                out.append((net, b, name, tuple(value.shape)))
-    return out
+    entries = _entries(arch.name, width)
+    return [(net, b, name, shape) for net in NETS for b in sorted(blocks.get(net, ()))
+            for name, shape, _ in entries[net, b]]
 
 
 def layout_size(lay: Layout) -> int:
@@ -90,9 +96,5 @@ def unflatten(flat: np.ndarray, lay: Layout, dtypes: Mapping[tuple[str, int, str
 
 def dtypes_of(arch: Architecture, width: float) -> dict[tuple[str, int, str], np.dtype]:
     """dtype of every state entry of the full networks, keyed ``(net, block, name)``."""
-    out = {}
-    for net in NETS:
-        for b, m in enumerate(arch.blocks(net, width), start=1):
-            for name, value in m.state_dict().items():
-                out[(net, b, name)] = torch.empty((), dtype=value.dtype).numpy().dtype
-    return out
+    return {(net, b, name): dtype for (net, b), entries in _entries(arch.name, width).items()
+            for name, _, dtype in entries}

@@ -83,7 +83,7 @@ def main():
 @click.option("--max-samples-per-client", type=int, default=None, help="cap each client's shard")
 @click.option("--name", default=None, help="run name (used in the default output path)")
 @click.option("--cuts", "cuts", default=None, metavar="MODE|G_HEAD,G_TAIL,D_HEAD,D_TAIL",
-              help="cut vector for every client (e.g. 2,4,1,5) or a mode: uniform-min, uniform-max, random")
+              help="cut vector for every client (e.g. 2,4,1,5) or a mode: ga (SPEC §5), uniform-min, uniform-max, random")
 @click.option("--busy-wait", is_flag=True, help="block in MPI waits instead of polling with sleeps "
               "(faster with one core per rank, wasteful when ranks outnumber cores)")
 @click.option("-v", "--verbose", is_flag=True, help="info-level logs from every rank, not just rank 0")

@@ -94,10 +94,15 @@ def _generation_score(groups: list[Group], path: Path) -> bool:
             drawn = True
         ax.set(title=d, xlabel="round", ylabel="generation score")
         ax.grid(alpha=0.3)
+    return _finish_with_legend(fig, axes[0][0], path, drawn)
+
+
+def _finish_with_legend(fig, legend_ax, path: Path, drawn: bool) -> bool:
+    """Save ``fig`` with a shared legend if anything was drawn; otherwise discard it."""
     if not drawn:
         plt.close(fig)
         return False
-    _legend(fig, axes[0][0])
+    _legend(fig, legend_ax)
     _save(fig, path)
     return True
 
@@ -119,12 +124,7 @@ def _losses(groups: list[Group], path: Path) -> bool:
             drawn = True
         ax.set(title=f"{title} (mean over clients)", xlabel="round", ylabel="BCE loss")
         ax.grid(alpha=0.3)
-    if not drawn:
-        plt.close(fig)
-        return False
-    _legend(fig, axes[0][0])
-    _save(fig, path)
-    return True
+    return _finish_with_legend(fig, axes[0][0], path, drawn)
 
 
 def _rank_times(g: Group):

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import UsageError
 
 QUICKSTART = Path(__file__).with_name("configs") / "quickstart.yaml"
-CUT_MODES = ("ga", "uniform-min", "uniform-max", "random")
 
 
 class ConfigError(UsageError, ValueError):

@@ -175,3 +175,14 @@ def test_emulated_ga_run_records_profiles_cuts_and_latency(tmp_path):
     assert len(r.array("cuts/ga_best_fitness")) >= 2
     assert r.array("rounds/iteration_seconds").shape == (1, 4)
     assert r.array("rounds/emulation_overrun_seconds").shape == (1, 2)
+
+
+@needs_data
+def test_a_crash_on_one_rank_aborts_the_job_and_leaves_no_complete_file(tmp_path):
+    out = tmp_path / "crash.h5"
+    proc = run_mpi(3, [sys.executable, str(Path(__file__).parent / "mpi" / "crash_client.py"),
+                       str(_write(tmp_path, TINY)), str(out), str(DATA)], timeout=300)
+    assert proc.returncode != 0
+    assert "rank 2 crashed: injected failure on client 2" in proc.stderr
+    assert not out.exists()
+    assert ResultFile(out, allow_incomplete=True).status != "complete"

@@ -57,9 +57,6 @@ class MPITransport:
         table = self._send if send else self._recv
         table[(peer, kind)] = _Slot(np.empty(shape, dtype=dtype))
 
-    def declared_shape(self, peer: int, kind: Kind, send: bool = True) -> tuple[int, ...]:
-        return (self._send if send else self._recv)[(peer, kind)].buffer.shape
-
     # -- messages -------------------------------------------------------------------------
     def isend(self, peer: int, kind: Kind, data: np.ndarray | torch.Tensor) -> None:
         """Copy ``data`` into the declared buffer and post a non-blocking send.

@@ -34,7 +34,6 @@ def train(config: Config, data_root: str | None = None, overwrite: bool = False,
     """Run one training job on ``MPI.COMM_WORLD``; returns the result path on rank 0, else None."""
     torch.set_num_threads(1)
     transport = MPITransport(MPI.COMM_WORLD, poll_sleep_max=poll_sleep_max)
-    writer = None
     try:
         return _train(config, transport, data_root, overwrite, strategy)
     except UsageError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -83,6 +82,3 @@ class ServerStrategy(ABC):
     @abstractmethod
     def serve_generation(self, clients: list[int]) -> None:
         """Serve one generation chunk for each of ``clients`` (their :meth:`ClientStrategy.generate`)."""
-
-    def describe(self) -> dict[str, Any]:
-        return {}

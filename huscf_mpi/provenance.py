@@ -5,15 +5,10 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 PACKAGES = ("torch", "numpy", "mpi4py", "mpich", "h5py", "scikit-learn", "deap", "pydantic", "huscf-mpi")
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def versions() -> dict[str, str]:

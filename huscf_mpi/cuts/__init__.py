@@ -3,7 +3,7 @@ from .costs import COST_MODES, BlockCosts, block_costs
 from .devices import DeviceProfile, assign_profiles, load_devices
 from .ga import GAConfig, GAResult, run_ga
 from .latency import PASSES, TERMS, iteration_latency, latency_breakdown, latency_fitness
-from .report import CutSelection, cuts_command, format_selection, select_cuts
+from .report import CutSelection, cuts_command, format_selection, select_cuts, select_for_profiles
 from .search import GeneSpace, exhaustive_best, uniform_assignments
 
 __all__ = [
@@ -11,6 +11,6 @@ __all__ = [
     "DeviceProfile", "assign_profiles", "load_devices",
     "GAConfig", "GAResult", "run_ga",
     "PASSES", "TERMS", "iteration_latency", "latency_breakdown", "latency_fitness",
-    "CutSelection", "cuts_command", "format_selection", "select_cuts",
+    "CutSelection", "cuts_command", "format_selection", "select_cuts", "select_for_profiles",
     "GeneSpace", "exhaustive_best", "uniform_assignments",
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from ..models.architecture import DISCRIMINATOR, GENERATOR, get_architecture
 from ..models.cuts import CutVector, valid_net_cuts
-from .costs import block_costs
+from .costs import BlockCosts, block_costs
 from .devices import DeviceProfile, assign_profiles, load_devices
 from .ga import GAConfig, GAResult, run_ga
 from .latency import TERMS, latency_breakdown, latency_fitness
@@ -56,21 +57,33 @@ def select_cuts(devices: str | Path, clients: int, seed: int = 0, width: float =
     arch = get_architecture(architecture)
     client_profiles, server = load_devices(devices)
     by_name = {p.name: p for p in client_profiles}
-    names = assign_profiles(clients, client_profiles, seed)
-    costs = block_costs(arch, width, batch_size, cost_mode)
-    fitness = latency_fitness(costs, [by_name[n] for n in names], server)
+    used = [by_name[n] for n in assign_profiles(clients, client_profiles, seed)]
+    return select_for_profiles(arch, block_costs(arch, width, batch_size, cost_mode), used, server,
+                               config or GAConfig(seed=seed), device_profiles=client_profiles)
+
+
+def select_for_profiles(arch, costs: dict[str, BlockCosts], used: Sequence[DeviceProfile], server: DeviceProfile,
+                        config: GAConfig, device_profiles: Sequence[DeviceProfile] | None = None) -> CutSelection:
+    """Run the GA for clients with profiles ``used`` (client i's at i) and ``server``.
+
+    Shared by ``huscf-mpi cuts`` (emulated profiles from a file) and the training set-up
+    (emulated or measured profiles). ``device_profiles`` orders the report's rows (default:
+    the distinct profiles of ``used`` in order of appearance).
+    """
+    fitness = latency_fitness(costs, used, server)
     choices = [valid_net_cuts(arch.n_blocks(net), arch.pinned[net]) for net in (GENERATOR, DISCRIMINATOR)]
-    # Clients of one profile are interchangeable in the latency model: let the GA move them together.
-    result = run_ga(fitness, choices, clients, config or GAConfig(seed=seed), groups=names)
-    vectors, latencies = uniform_assignments(fitness, choices, clients)
+    # Clients with equal rates are interchangeable in the latency model: let the GA move them together.
+    result = run_ga(fitness, choices, len(used), config, groups=[(p.flops_per_s, p.link_bytes_per_s) for p in used])
+    vectors, latencies = uniform_assignments(fitness, choices, len(used))
     u = int(np.argmin(latencies))
-    terms = latency_breakdown(result.best[None], costs, [by_name[n].flops_per_s for n in names],
-                              [by_name[n].link_bytes_per_s for n in names], server.flops_per_s,
-                              server.link_bytes_per_s)[0]
-    return CutSelection(profiles=names, cuts=[CutVector.from_tuple(row) for row in result.best],
+    terms = latency_breakdown(result.best[None], costs, [p.flops_per_s for p in used],
+                              [p.link_bytes_per_s for p in used], server.flops_per_s, server.link_bytes_per_s)[0]
+    if device_profiles is None:
+        device_profiles = list({p.name: p for p in used}.values())
+    return CutSelection(profiles=[p.name for p in used], cuts=[CutVector.from_tuple(row) for row in result.best],
                         latency=result.best_latency, breakdown=dict(zip(TERMS, terms.tolist())),
                         best_uniform=(CutVector.from_tuple(vectors[u]), float(latencies[u])), ga=result,
-                        device_profiles=client_profiles, server=server)
+                        device_profiles=list(device_profiles), server=server)
 
 
 def _fmt(v: CutVector) -> str:

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.loading import to_unit_range
+
 __all__ = [
     "to_model_input",
     "to_labels",
@@ -55,8 +57,8 @@ def to_model_input(images) -> torch.Tensor:
         x = x.unsqueeze(1)
     if x.ndim != 4 or x.shape[1] != 1:
         raise ValueError(f"expected images of shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        return x.to(torch.float32).div_(255.0).mul_(2.0).sub_(1.0)
+    if x.dtype == torch.uint8:  # the GAN's own data scaling, so classifiers see what G is trained on
+        return torch.from_numpy(to_unit_range(x.cpu().numpy()))
     if not x.is_floating_point():
         raise ValueError(f"expected uint8 or floating-point images, got dtype {x.dtype}")
     return x.to(torch.float32)

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import seeding
-from ..cuts import GAConfig, block_costs, latency_breakdown, latency_fitness, run_ga, uniform_assignments
+from ..cuts import GAConfig, block_costs, latency_breakdown, select_for_profiles
 from ..cuts.devices import DeviceProfile, assign_profiles, load_devices
 from ..cuts.profiling import fit_link, ping_pong, time_blocks
 from ..errors import SetupError
-from ..models import NETS, CutVector, uniform_max, uniform_min, valid_cut_vectors, valid_net_cuts
+from ..models import NETS, CutVector, uniform_max, uniform_min, valid_cut_vectors
 
 log = logging.getLogger("huscf_mpi")
 
@@ -90,9 +90,7 @@ def measure_ranks(config, arch, transport):
 
 
 def plan_cuts(config, arch, transport) -> CutPlan:
-    """Collective: the run's :class:`CutPlan` (fixed modes return at once, without messages)."""
-    if config.cuts != "ga":
-        return CutPlan(fixed_cuts(config, arch))
+    """Collective, for ``cuts: ga``: profile, run the GA on rank 0, share the :class:`CutPlan`."""
     sel, cfg, rank = config.cut_selection, config, transport.rank
     costs, gathered, links = measure_ranks(config, arch, transport)
     flops = {net: {"forward": costs[net].forward_flops, "backward": costs[net].backward_flops} for net in NETS}
@@ -114,17 +112,13 @@ def plan_cuts(config, arch, transport) -> CutPlan:
         else:
             server = server_measured
             used = [measured[c] for c in clients]
-        choices = [valid_net_cuts(arch.n_blocks(net), arch.pinned[net]) for net in NETS]
-        ga = run_ga(latency_fitness(costs, used, server), choices, len(clients),
-                    GAConfig(population=sel.population, generations=sel.generations,
-                             stall_generations=sel.stall_generations, seed=cfg.seed),
-                    groups=[(p.flops_per_s, p.link_bytes_per_s) for p in used])
-        cuts = {c: CutVector.from_tuple(row) for c, row in zip(clients, ga.best)}
-        vectors, uniform = uniform_assignments(latency_fitness(costs, used, server), choices, len(clients))
+        chosen = select_for_profiles(arch, costs, used, server, GAConfig(
+            population=sel.population, generations=sel.generations, stall_generations=sel.stall_generations,
+            seed=cfg.seed))
+        ga = chosen.ga
+        cuts = dict(zip(clients, chosen.cuts))
         rates = dict(client_flops_per_s=[p.flops_per_s for p in used],
                      client_link_bytes_per_s=[p.link_bytes_per_s for p in used])
-        terms = latency_breakdown(ga.best[None], costs, **rates, server_flops_per_s=server.flops_per_s,
-                                  server_link_bytes_per_s=server.link_bytes_per_s)[0]
         # The same cuts with the server at its measured speed: the figure to hold against
         # measured iteration times when clients are emulated but the server runs as it is.
         at_real_server = float(latency_breakdown(ga.best[None], costs, **rates,
@@ -133,13 +127,12 @@ def plan_cuts(config, arch, transport) -> CutPlan:
             "attrs": {"mode": "ga", "devices": sel.devices or "", "emulated": bool(sel.devices and sel.emulate),
                       "cost_mode": sel.cost_mode, "predicted_seconds_per_iteration": ga.best_latency,
                       "predicted_seconds_per_iteration_measured_server": at_real_server,
-                      "best_uniform_seconds_per_iteration": float(uniform.min()),
-                      "best_uniform_vector": [int(v) for v in vectors[int(np.argmin(uniform))]],
+                      "best_uniform_seconds_per_iteration": chosen.best_uniform[1],
+                      "best_uniform_vector": list(chosen.best_uniform[0].as_tuple()),
                       "ga_generations_run": ga.generations_run, "ga_stopped_early": ga.stopped_early,
                       "ga_seconds": ga.seconds, "server_flops_per_s_model": server.flops_per_s,
                       "server_flops_per_s_measured": server_measured.flops_per_s,
-                      **{f"predicted_{t}_seconds": float(v) for t, v in zip(("g_forward", "d_forward", "g_backward",
-                                                                             "d_backward"), terms)}},
+                      **{f"predicted_{t}_seconds": v for t, v in chosen.breakdown.items()}},
             "arrays": {"ga_best_fitness": ga.history["best"], "ga_mean_fitness": ga.history["mean"],
                        **{f"{net}_forward_flops": costs[net].forward_flops for net in NETS},
                        **{f"{net}_backward_flops": costs[net].backward_flops for net in NETS},
@@ -157,6 +150,6 @@ def plan_cuts(config, arch, transport) -> CutPlan:
         }
         plan = CutPlan(cuts, emulated if sel.emulate else {}, flops, record)
         log.info("GA cuts: predicted %.4f s/iteration (best uniform %.4f s), %d generations, %.1f s",
-                 ga.best_latency, float(uniform.min()), ga.generations_run, ga.seconds)
+                 ga.best_latency, chosen.best_uniform[1], ga.generations_run, ga.seconds)
     shared = transport.bcast(None if plan is None else (plan.cuts, plan.emulated, plan.flops))
     return plan if rank == 0 else CutPlan(*shared)

@@ -19,7 +19,7 @@ from mpi4py import MPI
 from .. import provenance
 from ..comm import MPITransport
 from ..config import Config
-from ..results import ResultWriter
+from ..results.writer import ResultWriter, utc_now
 from ..strategies import STRATEGIES
 from .client import run_client
 from .server import run_server
@@ -64,7 +64,7 @@ def _train(config, transport, data_root, overwrite, strategy):
         log.info("%d clients, %d iterations per round, %d rounds; writing %s", len(info.clients),
                  info.iterations_per_round, config.training.rounds, writer.partial_path)
         final = run_server(info, transport, server_cls, writer)
-        writer.write_provenance(ended=provenance.utc_now(), wall_seconds=time.time() - t0)
+        writer.write_provenance(ended=utc_now(), wall_seconds=time.time() - t0)
     except BaseException as e:
         writer.close("failed", error=f"rank 0: {e!r}")
         raise
@@ -80,7 +80,7 @@ def _write_setup(writer: ResultWriter, info, summary: list[dict], hosts: list[st
     writer.write_provenance(
         **provenance.collect(MPI.Get_library_version().splitlines()[0].strip(), transport.size, hosts,
                              cfg.seed, cfg.to_yaml()),
-        started=provenance.utc_now(), strategy="huscf")
+        started=utc_now(), strategy="huscf")
     writer.write_array("domains", list(info.evaluators))
     writer.write_table("partition", {
         "client": [r["client"] for r in summary], "domain": [r["domain"] for r in summary],

@@ -58,11 +58,11 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         # Every rank sees the same numbers, so all raise together without communicating.
         raise SetupError(f"{size} MPI ranks for {n} clients: run `mpiexec -n {n + 1}` "
                          f"(1 server + {n} clients) or change data.domains in the config")
-    error, payload, root = None, None, None
+    error, payload, root, fixed = None, None, None, None
     try:
         arch = get_architecture(config.model.architecture)
         if config.cuts != "ga":
-            fixed_cuts(config, arch)
+            fixed = fixed_cuts(config, arch)
         elif config.cut_selection.devices:
             try:
                 load_devices(Path(config.cut_selection.devices))
@@ -84,7 +84,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
     agree(transport, error)
 
-    plan = plan_cuts(config, arch, transport)
+    plan = CutPlan(fixed) if fixed is not None else plan_cuts(config, arch, transport)
     cuts = plan.cuts
     shards, summary = transport.bcast(payload if rank == 0 else None)
     B = config.training.batch_size

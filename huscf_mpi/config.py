@@ -114,6 +114,30 @@ class EvaluationConfig(_Section):
     grid_per_class: int = Field(8, ge=1, description="sample-grid columns per class")
 
 
+class ServerConfig(_Section):
+    """How rank 0 computes (issue 7)."""
+
+    threads: Union[Literal["auto"], int] = Field(
+        "auto", description="torch threads of rank 0's body computations: 'auto' = the cores of its node that the "
+                            "clients on that node leave idle while it computes (see roles/threads.py), or a number >= 1")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"threads must be 'auto' or >= 1, got {v}")
+        return v
+
+
+class PreflightConfig(_Section):
+    """The memory check before training (issue 7)."""
+
+    memory: Literal["check", "warn", "off"] = Field(
+        "check", description="estimate memory per node before training: 'check' stops a run that cannot fit, "
+                             "'warn' only logs, 'off' skips the estimate")
+    memory_fraction: float = Field(0.9, gt=0, le=1, description="share of a node's available memory a run may plan to use")
+
+
 class Config(_Section):
     """The whole run. ``seed`` is the root of every random stream (see ``huscf_mpi.seeding``)."""
 
@@ -129,6 +153,8 @@ class Config(_Section):
                           "or uniform-min / uniform-max / random")
     cut_selection: CutSelectionConfig = CutSelectionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    server: ServerConfig = ServerConfig()
+    preflight: PreflightConfig = PreflightConfig()
 
     @model_validator(mode="after")
     def _check_cuts(self) -> "Config":

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from . import process
+
 EXIT_USAGE = 2
 
 
@@ -95,7 +97,10 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     losses, generation scores, clusters, KLD weights, timings, bytes, the message ledger,
     sample grids and the final synthetic-data classification metrics.
     """
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    process.openmp_env()
+    process.single_node_ucx()
+    if process.oversubscribed_client():
+        process.compact_heap()  # first thing: the import-time garbage is returned too
     from mpi4py import MPI
 
     rank = MPI.COMM_WORLD.Get_rank()
@@ -159,7 +164,8 @@ def profile(config_path, batch_size, width):
     Launch with mpiexec, any number of ranks >= 2:
         mpiexec -n 5 huscf-mpi profile --config jobs/configs/scenario6.yaml
     """
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    process.openmp_env()
+    process.single_node_ucx()
     from mpi4py import MPI
 
     rank = MPI.COMM_WORLD.Get_rank()
@@ -177,8 +183,10 @@ def profile(config_path, batch_size, width):
     from .comm import MPITransport
     from .models import get_architecture
     from .roles.cut_setup import measure_ranks
+    from .roles.threads import available_cores, server_threads
 
-    torch.set_num_threads(1)
+    # Rank 0 is timed with the threads it would train with, since the GA uses its speed.
+    torch.set_num_threads(server_threads(cfg.server.threads, available_cores()) if rank == 0 else 1)
     arch = get_architecture(cfg.model.architecture)
     costs, times, links = measure_ranks(cfg, arch, MPITransport(MPI.COMM_WORLD))
     if rank == 0:

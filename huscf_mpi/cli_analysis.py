@@ -153,10 +153,17 @@ def plot(files, out_dir, by, allow_incomplete):
 @click.option("--nodes", default=None, help="--nodes for SLURM, e.g. 1 or 2-4")
 @click.option("--overcommit", is_flag=True, help="allow more ranks than CPUs (small tests on few cores)")
 @click.option("--mem-per-cpu", default=None, help="memory per rank, e.g. 2G (each rank holds torch and its data)")
+@click.option("--server-node", is_flag=True,
+              help="heterogeneous job: rank 0 alone on a whole node (its body computations use the node's "
+                   "cores, server.threads: auto), the clients in a second component with one CPU each; "
+                   "--nodes, --overcommit and --mem-per-cpu then apply to the clients. Not with --array.")
+@click.option("--server-cpus", type=int, default=None, metavar="N",
+              help="with --server-node: rank 0's CPUs (--cpus-per-task), hence its threads under "
+                   "server.threads: auto. Default: all CPUs of its node")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="write the script here instead of stdout")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
 def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name, nodes, overcommit, mem_per_cpu,
-          out, train_args):
+          server_node, server_cpus, out, train_args):
     """Render a SLURM batch script that runs `huscf-mpi train` for a config.
 
     The script asks for one task (one CPU) per rank, sets one thread per rank, activates the
@@ -164,11 +171,16 @@ def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name,
     results/<name>-<job id>.h5 (arrays: results/<name>-<array job id>-<index>.h5, with the
     index as seed). Arguments after `--` are passed on to `huscf-mpi train`.
 
+    With --server-node it is a heterogeneous job instead: rank 0 gets a whole node (all its
+    CPUs, or --server-cpus N of them) and the clients one CPU each; see jobs/README.md,
+    "Rank 0 on its own node".
+
     \b
     Examples:
         huscf-mpi slurm --config jobs/configs/scenario6.yaml --time 2-00:00:00 > jobs/scenario6.sbatch
         huscf-mpi slurm --config jobs/configs/scenario1.yaml --array 0-4 --out jobs/seeds-array.sbatch
         huscf-mpi slurm --config my.yaml --nodes 1 --overcommit --launcher srun -- --rounds 2
+        huscf-mpi slurm --config jobs/configs/scenario1.yaml --server-node --nodes 2 --mem-per-cpu 2G
         sbatch jobs/scenario6.sbatch        # from the project directory
     """
     from .slurm import render_sbatch
@@ -181,12 +193,15 @@ def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name,
         if value is not None:
             words += [flag, str(value)]
     words += ["--overcommit"] if overcommit else []
+    words += ["--server-node"] if server_node else []
+    words += ["--server-cpus", str(server_cpus)] if server_cpus is not None else []
     words += ["--out", out] if out else []
     words += ["--", *train_args] if train_args else []
     try:
         text = render_sbatch(config_path, ntasks=ntasks, time=time_limit, array=array, partition=partition,
                              job_name=job_name, launcher=launcher, nodes=nodes, overcommit=overcommit,
-                             mem_per_cpu=mem_per_cpu, train_args=list(train_args), command=" ".join(shlex.quote(str(w)) for w in words),
+                             mem_per_cpu=mem_per_cpu, server_node=server_node, server_cpus=server_cpus,
+                             train_args=list(train_args), command=" ".join(shlex.quote(str(w)) for w in words),
                              script_path=out)
     except ValueError as e:
         raise _Fail(str(e)) from None

@@ -34,6 +34,8 @@ class DataConfig(_Section):
                                     description="domain -> number of clients, in client-id order")
     scenario: int = Field(1, ge=1, le=7, description="SPEC §4 scenario 1..7 (7 = multi-domain non-IID)")
     max_samples_per_client: int | None = Field(None, ge=1, description="extra cap per client (quickstarts)")
+    cache: str = Field("~/.cache/huscf-mpi/data", description="decoded-dataset cache, built once per node and "
+                                                              "memory-mapped by every rank (see data/cache.py)")
 
     @field_validator("domains")
     @classmethod
@@ -125,7 +127,7 @@ class ServerConfig(_Section):
     @classmethod
     def _threads(cls, v):
         if isinstance(v, int) and v < 1:
-            raise ValueError(f"threads must be 'auto' or >= 1, got {v}")
+            raise ValueError(f"got {v}; give 'auto' or a number of threads >= 1")
         return v
 
 

@@ -285,3 +285,121 @@ def test_cli_slurm(tmp_path):
     assert f"sbatch {out}" in text
     res = CliRunner().invoke(main, ["slurm", "--config", str(tmp_path / "none.yaml")])
     assert res.exit_code == 2 and res.output.startswith("huscf-mpi: error: config file")
+
+
+# --server-node: a heterogeneous job with rank 0 alone on a node (imports here keep these tests together).
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def _het_parts(text: str) -> tuple[list[str], list[str]]:
+    """#SBATCH lines of component 0 (the server) and component 1 (the clients)."""
+    lines = [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
+    cut = lines.index("#SBATCH hetjob")
+    return lines[:cut], lines[cut + 1:]
+
+
+def test_render_sbatch_server_node_srun(tmp_path):
+    cfg = _cfg(tmp_path, 4)
+    text = render_sbatch(cfg, launcher="srun", server_node=True, partition="cpu", nodes=2, overcommit=True,
+                         mem_per_cpu="2G", train_args=["--rounds", "2"])
+    server, clients = _het_parts(text)
+    assert server == ["#SBATCH --job-name=scen", "#SBATCH --time=24:00:00", "#SBATCH --output=results/%x-%j.out",
+                      "#SBATCH --partition=cpu", "#SBATCH --nodes=1", "#SBATCH --ntasks=1", "#SBATCH --exclusive",
+                      "#SBATCH --mem=0"]
+    assert clients == ["#SBATCH --partition=cpu", "#SBATCH --ntasks=4", "#SBATCH --cpus-per-task=1",
+                       "#SBATCH --nodes=2", "#SBATCH --overcommit", "#SBATCH --mem-per-cpu=2G"]
+    assert "5 MPI ranks (1 server + 4 clients: mnist 4), rank 0 on a node of its own" in text
+    # rank 0 = component 0's one task, with all the CPUs of its node unless --server-cpus says otherwise
+    assert 'SERVER_CPUS="${SLURM_CPUS_ON_NODE:-$(nproc)}"' in text
+    assert ('srun --mpi=pmi2 --ntasks=1 --cpus-per-task="$SERVER_CPUS" : \\\n'
+            '    --mpi=pmi2 --ntasks=4 --cpus-per-task=1 \\\n'
+            f'    huscf-mpi train --config {cfg} --output "$OUTPUT" --rounds 2\n') in text
+    # clients keep one thread; nothing sets a thread count for rank 0 (train does, from server.threads)
+    assert "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1" in text.splitlines()
+    assert "server.threads: auto" in text and "mpiexec" not in text
+    assert text.startswith("#!/bin/bash\n") and "$SLURM_NTASKS" not in text
+
+
+def test_render_sbatch_server_node_mpiexec(tmp_path):
+    cfg = _cfg(tmp_path, 4)
+    text = render_sbatch(cfg, server_node=True, server_cpus=16)
+    server, clients = _het_parts(text)
+    assert server[-5:] == ["#SBATCH --nodes=1", "#SBATCH --ntasks=1", "#SBATCH --exclusive", "#SBATCH --mem=0",
+                           "#SBATCH --cpus-per-task=16"]
+    assert clients == ["#SBATCH --ntasks=4", "#SBATCH --cpus-per-task=1"]
+    assert "SERVER_CPUS=16  #" in text
+    # Hydra: explicit layout from the components, rank 0 first and alone, proxies as srun --het-group steps
+    for line in ('SERVER_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST_HET_GROUP_0")"',
+                 'mapfile -t CLIENT_NODES < <(scontrol show hostnames "$SLURM_JOB_NODELIST_HET_GROUP_1")',
+                 'HOSTS="$SERVER_NODE:1"',
+                 'HYDRA_LAUNCHER_AUTOFORK=0 mpiexec -launcher rsh -launcher-exec "$PROXY_LAUNCHER" -rmk user \\',
+                 '    -hosts "$HOSTS" -n 5 \\',
+                 f'    huscf-mpi train --config {cfg} --output "$OUTPUT"'):
+        assert line in text.splitlines(), line
+    assert '--het-group=0 --nodelist="$node" --nodes=1 --ntasks=1 --cpus-per-task="$HUSCF_SERVER_CPUS"' in text
+    assert 'exec srun --het-group=1 --nodelist="$node" --nodes=1 --ntasks=1 --mpi=none --input=none' in text
+    assert "srun --mpi=pmi2" not in text and 'mpiexec -n "$SLURM_NTASKS"' not in text
+    if shutil.which("bash"):
+        script = tmp_path / "het.sbatch"
+        script.write_text(text)
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+
+
+def test_server_node_mpiexec_layout_runs(tmp_path):
+    """The Hydra part of a --server-node script, under stand-ins for scontrol, srun and huscf-mpi."""
+    mpiexec = Path(sys.executable).parent / "mpiexec"
+    if not mpiexec.exists() or not shutil.which("bash"):
+        pytest.skip("needs the venv's MPICH mpiexec and bash")
+    fake, venv = tmp_path / "fakebin", tmp_path / "venv" / "bin"
+    fake.mkdir()
+    venv.mkdir(parents=True)
+    (fake / "scontrol").write_text(  # `scontrol show hostnames LIST`, for LIST like s1 or c[1-3]
+        f"#!{sys.executable}\nimport re, sys\nm = re.match(r'(.*)\\[(\\d+)-(\\d+)\\]$', sys.argv[3])\n"
+        "print('\\n'.join(f'{m[1]}{k}' for k in range(int(m[2]), int(m[3]) + 1)) if m else sys.argv[3])\n")
+    (fake / "srun").write_text(  # runs the command here, telling it the node, component and CPUs asked for
+        "#!/bin/bash\nwhile [[ $1 == -* ]]; do case $1 in --nodelist=*) export NODE=${1#*=};; "
+        "--het-group=*) export GROUP=${1#*=};; --cpus-per-task=*) export CPUS=${1#*=};; esac; shift; done\n"
+        'exec "$@"\n')
+    (venv / "huscf-mpi").write_text('#!/bin/bash\necho "$PMI_RANK $NODE $GROUP ${CPUS:-all} $OMP_NUM_THREADS"\n')
+    (venv / "activate").write_text(f"export PATH={venv}:{fake}:{mpiexec.parent}:$PATH\n")
+    for f in (*fake.iterdir(), venv / "huscf-mpi"):
+        f.chmod(0o755)
+    script = tmp_path / "het.sbatch"
+    script.write_text(render_sbatch(_cfg(tmp_path, 5), server_node=True))
+    env = {**os.environ, "SLURM_JOB_ID": "7", "SLURM_SUBMIT_DIR": str(tmp_path), "HUSCF_VENV": str(venv.parent),
+           "SLURM_JOB_NODELIST_HET_GROUP_0": "s1", "SLURM_JOB_NODELIST_HET_GROUP_1": "c[1-3]",
+           "SLURM_TASKS_PER_NODE_HET_GROUP_1": "2(x2),1", "SLURM_CPUS_ON_NODE": "8", "TMPDIR": str(tmp_path)}
+    res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ranks = sorted(ln.split() for ln in res.stdout.splitlines() if ln[:1].isdigit())
+    assert ranks == [["0", "s1", "0", "8", "1"], ["1", "c1", "1", "all", "1"], ["2", "c1", "1", "all", "1"],
+                     ["3", "c2", "1", "all", "1"], ["4", "c2", "1", "all", "1"], ["5", "c3", "1", "all", "1"]]
+    assert not list(tmp_path.glob("huscf-proxy-launch.*"))  # the helper is removed on exit
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"server_cpus": 8}, "server-cpus 8: only with --server-node"),
+    ({"server_node": True, "server_cpus": 0}, "server-cpus 0 is not valid"),
+    ({"server_node": True, "array": "0-4"}, "cannot run a heterogeneous job .* as an array"),
+])
+def test_render_sbatch_server_node_refuses(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        render_sbatch(_cfg(tmp_path), **kwargs)
+
+
+def test_cli_slurm_server_node(tmp_path):
+    out = tmp_path / "het.sbatch"
+    cfg = str(_cfg(tmp_path))
+    res = CliRunner().invoke(main, ["slurm", "--config", cfg, "--server-node", "--server-cpus", "32",
+                                    "--launcher", "srun", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "#SBATCH hetjob" in text and "#SBATCH --cpus-per-task=32" in text and "SERVER_CPUS=32" in text
+    assert f"--launcher srun --server-node --server-cpus 32 --out {out}" in text
+    res = CliRunner().invoke(main, ["slurm", "--config", cfg, "--server-cpus", "32"])
+    assert res.exit_code == 2 and res.output.startswith("huscf-mpi: error: server-cpus 32: only with --server-node")
+    res = CliRunner().invoke(main, ["slurm", "--config", cfg])  # without the flag: the plain job, as before
+    assert res.exit_code == 0 and "hetjob" not in res.output and 'mpiexec -n "$SLURM_NTASKS"' in res.output

@@ -12,7 +12,8 @@ import torch
 
 from huscf_mpi.data import (DOMAINS, ENV_VAR, POOL_SPLIT, ClientBatches, DataError, epoch_iterations, get_domain,
                             load_domain, read_idx, resolve_data_root, to_unit_range)
-from huscf_mpi.data import loading
+from huscf_mpi.data import ensure_decoded, load_shard, loading, open_domain
+from huscf_mpi.data.cache import open_decoded
 
 torch.set_num_threads(1)
 
@@ -238,11 +239,67 @@ def test_checksum_cached_per_process(monkeypatch):
     assert loading.sha256_file(path) == first == DOMAINS["mnist"].sha256[path.name]
 
 
+# --- decoded-data cache -----------------------------------------------------------------------
+
+def test_decoded_cache_gives_the_loaders_arrays_memory_mapped(tmp_path):
+    root, cache = tmp_path / "root", tmp_path / "cache"
+    fake_pool_domain(root, n=100)
+    folder = ensure_decoded("notmnist", root, cache, verify=False)
+    raw = open_decoded("notmnist", cache)
+    assert isinstance(raw["pool-images"], np.memmap) and not raw["pool-images"].flags.writeable
+    ref, got = load_domain("notmnist", root, seed=3, verify=False), open_domain("notmnist", cache, seed=3)
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(ref, field))
+    assert got.split == ref.split == POOL_SPLIT
+    idx = np.array([0, 5, 17, 79])
+    images, labels = load_shard("notmnist", cache, 3, idx)
+    np.testing.assert_array_equal(images, ref.train_images[idx])
+    np.testing.assert_array_equal(labels, ref.train_labels[idx])
+    assert images.flags.writeable and labels.dtype == np.int64  # a private copy of the rows only
+    assert folder.parent == cache and (folder / "manifest.json").is_file()
+
+
+def test_decoded_cache_is_reused_and_rebuilt_when_a_source_changes(tmp_path):
+    root, cache = tmp_path / "root", tmp_path / "cache"
+    fake_pool_domain(root, n=50)
+    folder = ensure_decoded("notmnist", root, cache, verify=False)
+    built = (folder / "pool-images.npy").stat().st_mtime_ns
+    ensure_decoded("notmnist", root, cache, verify=False)
+    assert (folder / "pool-images.npy").stat().st_mtime_ns == built  # valid: not rewritten
+    src = root / "notmnist" / "t10k-labels-idx1-ubyte.gz"
+    write_idx(src, (np.arange(50) % 5).astype(np.uint8))
+    os.utime(src, ns=(built + 10**9, built + 10**9))
+    ensure_decoded("notmnist", root, cache, verify=False)
+    assert open_decoded("notmnist", cache)["pool-labels"].max() == 4  # rebuilt from the new file
+
+
+def test_decoded_cache_refuses_a_missing_or_truncated_folder(tmp_path):
+    root, cache = tmp_path / "root", tmp_path / "cache"
+    fake_pool_domain(root, n=20)
+    with pytest.raises(DataError) as exc:
+        open_decoded("notmnist", cache)
+    assert "data.cache" in one_line(exc)
+    folder = ensure_decoded("notmnist", root, cache, verify=False)
+    with open(folder / "pool-images.npy", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DataError):
+        open_decoded("notmnist", cache)
+
+
+@pytest.mark.data
+@needs_data
+def test_decoded_mnist_equals_the_idx_files(tmp_path):
+    ensure_decoded("mnist", DATA, tmp_path)
+    ref, got = load_domain("mnist", DATA, seed=0), open_domain("mnist", tmp_path, seed=0)
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(ref, field))
+
+
 # --- batches ----------------------------------------------------------------------------------
 
 def _shard(n: int):
-    images = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 28, 28).contiguous()
-    return images, torch.arange(n, dtype=torch.int64)
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None], (n, 28, 28)).copy()
+    return images, np.arange(n, dtype=np.int64)
 
 
 @pytest.mark.parametrize("n,b", [(10, 4), (3, 8), (64, 64), (100, 7)])
@@ -253,7 +310,8 @@ def test_client_batches_full_and_covering(n, b):
     for _ in range(3 * n):
         x, y = batches.next()
         assert x.shape == (b, 1, 28, 28) and y.shape == (b,) and y.dtype == torch.int64
-        assert torch.equal(x[:, 0, 0, 0].long(), y)  # image and label travel together
+        assert x.dtype == torch.float32
+        assert torch.equal(((x[:, 0, 0, 0] + 1) / 2 * 255).round().long(), y)  # image and label travel together
         seen.extend(y.tolist())
     # each consecutive run of n draws is one full pass: a permutation of the shard
     for p in range(len(seen) // n):
@@ -268,6 +326,16 @@ def test_client_batches_seeded_and_reshuffled():
     first, second = a.next()[1], a.next()[1]
     assert torch.equal(first, b.next()[1])
     assert not torch.equal(first, second)  # a fresh permutation per pass
+
+
+def test_client_batches_scale_per_batch_like_the_whole_shard():
+    images = np.random.default_rng(1).integers(0, 256, (37, 28, 28), dtype=np.uint8)
+    labels = np.arange(37, dtype=np.int64)
+    batches = ClientBatches(images, labels, 16, np.random.default_rng(2))
+    whole = to_unit_range(images)
+    for _ in range(5):
+        x, y = batches.next()
+        assert torch.equal(x, torch.from_numpy(whole[y.numpy()]))  # bit-identical
 
 
 def test_client_batches_validation():

@@ -186,3 +186,44 @@ def test_a_crash_on_one_rank_aborts_the_job_and_leaves_no_complete_file(tmp_path
     assert "rank 2 crashed: injected failure on client 2" in proc.stderr
     assert not out.exists()
     assert ResultFile(out, allow_incomplete=True).status != "complete"
+
+
+@needs_data
+def test_preflight_stops_a_run_that_cannot_fit_before_training(tmp_path):
+    cfg = {**TINY, "preflight": {"memory_fraction": 1e-6}}
+    out = tmp_path / "big.h5"
+    proc = _train(tmp_path, cfg, out)
+    line = _one_error_line(proc)
+    assert line.startswith("huscf-mpi: error: host ") and "available" in line and "model.width" in line, line
+    assert "round 1/" not in proc.stderr  # stopped before training
+    assert not out.exists()
+    assert ResultFile(out, allow_incomplete=True).status != "complete"
+
+
+@needs_data
+def test_preflight_warn_runs_anyway_and_records_the_plan(tmp_path):
+    cfg = {**TINY, "training": {**TINY["training"], "rounds": 1},
+           "preflight": {"memory": "warn", "memory_fraction": 1e-6}}
+    out = tmp_path / "warn.h5"
+    proc = _train(tmp_path, cfg, out)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "WARNING host " in proc.stderr and "more for 3 ranks" in proc.stderr
+    plan = ResultFile(out).table("preflight")
+    assert list(plan["ranks"]) == [3] and not plan["fits"][0] and plan["growth_bytes"][0] > 0
+    private = ResultFile(out).array("rounds/private_dirty_bytes")
+    assert private.shape == (1, 3) and (private > 50 * 2**20).all()
+
+
+@needs_data
+def test_plain_clients_do_not_import_io_analysis_or_ga_libraries(tmp_path):
+    import json
+
+    out, report = tmp_path / "mods.h5", tmp_path / "report"
+    report.mkdir()
+    cfg = {**TINY, "training": {**TINY["training"], "rounds": 1}}
+    proc = run_mpi(3, [sys.executable, str(Path(__file__).parent / "mpi" / "client_modules.py"),
+                       str(_write(tmp_path, cfg)), str(out), str(DATA), str(report)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    plain, evaluator = (json.loads((report / f"rank{c}.json").read_text()) for c in (2, 1))
+    assert not plain["evaluator"] and plain["modules"] == [], plain
+    assert evaluator["evaluator"] and "sklearn" in evaluator["modules"]  # the check can see an import

@@ -1,9 +1,13 @@
 """The MPI transport: non-blocking point-to-point messages into buffers sized once at set-up.
 
 Roles talk to peers by ``(peer, Kind)``. Every ``(peer, kind)`` pair that a rank will send or
-receive is *declared* once with its shape and dtype; the transport then owns one contiguous
-NumPy buffer per pair and every message of that kind reuses it, so the hot path posts
-``Isend``/``Irecv`` on raw buffers and never pickles. The tag of a message is its kind.
+receive is *declared* once with its shape and dtype. A receive owns one contiguous NumPy
+buffer per pair, reused by every message of that kind. A send reads straight from the
+caller's array or tensor when it is C-contiguous and of the declared dtype (every tensor a
+strategy sends is a fresh autograd output or gradient), so the hot path copies nothing on the
+way out and the server, which sends to every client, holds no send buffers; anything else is
+copied into a buffer allocated on first need. Either way the hot path posts ``Isend``/``Irecv``
+on raw buffers and never pickles. The tag of a message is its kind.
 
 Waiting polls ``Testall`` with a short, growing sleep instead of spinning in ``Waitall``:
 with more ranks than cores (normal on a laptop) a rank that busy-waits steals the core a
@@ -24,8 +28,11 @@ from .ledger import Ledger
 
 @dataclass
 class _Slot:
-    buffer: np.ndarray
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    buffer: np.ndarray | None = None  # receives: allocated at declare; sends: only if a copy is needed
     request: MPI.Request | None = None
+    held: object = None               # what an in-flight send reads from, kept alive until it completes
 
 
 @dataclass
@@ -49,29 +56,54 @@ class MPITransport:
         self.size = self.comm.Get_size()
         self._send: dict[tuple[int, Kind], _Slot] = {}
         self._recv: dict[tuple[int, Kind], _Slot] = {}
+        self._in_flight: dict[int, _Slot] = {}  # id → send slot posted and not yet seen complete
 
     # -- set-up ---------------------------------------------------------------------------
     def declare(self, peer: int, kind: Kind, shape: tuple[int, ...], dtype=np.float32,
                 send: bool = True) -> None:
-        """Allocate the buffer for messages of ``kind`` to (``send``) or from ``peer``."""
-        table = self._send if send else self._recv
-        table[(peer, kind)] = _Slot(np.empty(shape, dtype=dtype))
+        """Agree the shape and dtype of messages of ``kind`` to (``send``) or from ``peer``.
+
+        A receive allocates its buffer here; a send allocates nothing (see :meth:`isend`).
+        """
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        if send:
+            self._send[(peer, kind)] = _Slot(shape, dtype)
+        else:
+            self._recv[(peer, kind)] = _Slot(shape, dtype, np.empty(shape, dtype=dtype))
+
+    def declared_bytes(self) -> int:
+        """Bytes of one message of every declared (peer, kind), sends and receives together."""
+        return sum(int(np.prod(s.shape)) * s.dtype.itemsize for t in (self._send, self._recv) for s in t.values())
 
     # -- messages -------------------------------------------------------------------------
     def isend(self, peer: int, kind: Kind, data: np.ndarray | torch.Tensor) -> None:
-        """Copy ``data`` into the declared buffer and post a non-blocking send.
+        """Post a non-blocking send of ``data`` (shape as declared) to ``peer``.
+
+        A C-contiguous array or tensor of the declared dtype is sent from its own memory: the
+        caller must not modify it in place until this message completes (:meth:`flush`, or the
+        next send of the same kind to the same peer, which waits for it). Other inputs are
+        copied (``same_kind`` casting) into a buffer owned by the transport.
 
         Raises ``ValueError`` if the shape differs from the declared one (a protocol bug).
         """
         slot = self._send[(peer, kind)]
-        if slot.request is not None:  # the previous message of this kind still owns the buffer
+        if slot.request is not None:  # the previous message of this kind must be out first
             self._wait([slot.request])
+            self._release(slot)
         src = data.detach().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
-        if src.shape != slot.buffer.shape:
-            raise ValueError(f"rank {self.rank}: {kind.name} to {peer} has shape {src.shape}, declared {slot.buffer.shape}")
-        np.copyto(slot.buffer, src, casting="same_kind")
-        slot.request = self.comm.Isend(slot.buffer, dest=peer, tag=int(kind))
-        self.ledger.record("sent", kind, peer, slot.buffer)
+        if src.shape != slot.shape:
+            raise ValueError(f"rank {self.rank}: {kind.name} to {peer} has shape {src.shape}, declared {slot.shape}")
+        if src.dtype == slot.dtype and src.flags.c_contiguous:
+            buf = src
+        else:
+            if slot.buffer is None:
+                slot.buffer = np.empty(slot.shape, dtype=slot.dtype)
+            np.copyto(slot.buffer, src, casting="same_kind")
+            buf = slot.buffer
+        slot.held = (data, buf)  # a tensor's storage must outlive the send that reads it
+        slot.request = self.comm.Isend(buf, dest=peer, tag=int(kind))
+        self._in_flight[id(slot)] = slot
+        self.ledger.record("sent", kind, peer, buf)
 
     def post(self, peer: int, kind: Kind) -> None:
         """Post the receive for the next message of ``kind`` from ``peer`` (idempotent)."""
@@ -95,6 +127,7 @@ class MPITransport:
             s.request = None
             self.ledger.record("received", kind, p, s.buffer)
             out[p] = s.buffer
+        self._sweep()
         return out
 
     def recv(self, peer: int, kind: Kind) -> np.ndarray:
@@ -106,10 +139,22 @@ class MPITransport:
 
     def flush(self) -> None:
         """Wait until every posted send has completed."""
-        pending = [s.request for s in self._send.values() if s.request is not None]
-        self._wait(pending)
-        for s in self._send.values():
-            s.request = None
+        self._wait([s.request for s in self._in_flight.values() if s.request is not None])
+        for s in self._in_flight.values():
+            self._release(s)
+        self._in_flight = {}
+
+    @staticmethod
+    def _release(slot: _Slot) -> None:
+        slot.request, slot.held = None, None
+
+    def _sweep(self) -> None:
+        """Let go of the data of sends that have completed (one Testsome over those in flight)."""
+        pending = [s for s in self._in_flight.values() if s.request is not None]
+        if pending:
+            for i in MPI.Request.Testsome([s.request for s in pending]) or []:
+                self._release(pending[i])
+        self._in_flight = {id(s): s for s in pending if s.request is not None}
 
     def _wait(self, requests: list) -> None:
         if not requests:
@@ -118,11 +163,11 @@ class MPITransport:
         if self.poll_sleep_max <= 0:
             MPI.Request.Waitall(requests)
         else:
-            delay = 0.0
+            # The sleep grows with the time already waited: a short wait is answered within
+            # microseconds, a long one (a client waiting for the server's body pass) wakes its
+            # core at most every poll_sleep_max and overshoots by at most ~1/32 of the wait.
             while not MPI.Request.Testall(requests):
-                if delay:
-                    time.sleep(delay)
-                delay = min(self.poll_sleep_max, delay * 2 or 2e-5)
+                time.sleep(min(self.poll_sleep_max, max(2e-5, (time.perf_counter() - t0) / 32)))
         self.wait_seconds += time.perf_counter() - t0
 
     # -- collectives used at set-up and shutdown only ---------------------------------------
@@ -144,3 +189,21 @@ class MPITransport:
     def bcast(self, obj):
         self.barrier()
         return self.comm.bcast(obj, root=0)
+
+    def scatter_rows(self, rows: np.ndarray | None, counts: list[int], dtype=np.int64) -> np.ndarray:
+        """Rank 0 sends rank ``r`` the next ``counts[r]`` elements of ``rows`` (``MPI_Scatterv``).
+
+        Parameters
+        ----------
+        rows : 1-D array on rank 0 (concatenated in rank order), ignored elsewhere.
+        counts : elements per rank, ``len(counts) == size``, the same on every rank.
+
+        Returns this rank's part, a new array of ``dtype`` and shape ``(counts[rank],)``.
+        """
+        self.barrier()
+        out = np.empty(counts[self.rank], dtype=dtype)
+        send = None
+        if self.rank == 0:
+            send = [np.ascontiguousarray(rows, dtype=dtype), list(counts)]  # displacements: running sums
+        self.comm.Scatterv(send, out, root=0)
+        return out

@@ -7,6 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .loading import to_unit_range
+
 
 class ClientBatches:
     """Endless stream of batches of exactly ``batch_size`` samples from one shard.
@@ -17,11 +19,15 @@ class ClientBatches:
     multiple of, ``batch_size`` still yields full batches (a small shard repeats samples
     within one batch).
 
+    The shard stays uint8 (a quarter of the memory of float32) and each batch is scaled to
+    [-1, 1] as it is drawn, by the same elementwise :func:`to_unit_range` as scaling the whole
+    shard first, so the batches are bit-identical either way.
+
     Parameters
     ----------
-    images : Tensor of float32, shape (n, 1, 28, 28)
-        The shard, already scaled to [-1, 1].
-    labels : Tensor of int64, shape (n,)
+    images : ndarray of uint8, shape (n, H, W) or (n, C, H, W)
+        The shard as stored.
+    labels : ndarray of int64, shape (n,)
     batch_size : int
         Samples per batch, >= 1.
     rng : numpy.random.Generator
@@ -33,7 +39,7 @@ class ClientBatches:
         Empty shard, ``batch_size < 1``, or images and labels of different lengths.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, rng: np.random.Generator) -> None:
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> None:
         n = int(images.shape[0])
         if n == 0:
             raise ValueError("ClientBatches needs a non-empty shard")
@@ -64,9 +70,9 @@ class ClientBatches:
         return np.concatenate(parts)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next batch: x float32 (batch_size, 1, 28, 28), y int64 (batch_size,)."""
-        idx = torch.from_numpy(self.next_indices())
-        return self.images[idx], self.labels[idx]
+        """The next batch: x float32 (batch_size, C, H, W) in [-1, 1], y int64 (batch_size,)."""
+        idx = self.next_indices()
+        return torch.from_numpy(to_unit_range(self.images[idx])), torch.from_numpy(self.labels[idx].astype(np.int64))
 
     __next__ = next
 

@@ -141,6 +141,46 @@ def load_domain(name: str, root: Path, seed: int, verify: bool = True) -> Domain
     return DomainData(name, test_images[train], test_labels[train], test_images[test], test_labels[test], POOL_SPLIT)
 
 
+def open_domain(name: str, cache: Path, seed: int) -> DomainData:
+    """Domain ``name`` from the decoded-data cache (built by :func:`~huscf_mpi.data.cache.ensure_decoded`).
+
+    Same arrays as :func:`load_domain` on the verified sources, but official splits are
+    read-only memory maps shared through the page cache (a pool domain's 80/20 split is a
+    copy). Raises :class:`DataError` if the cache folder is missing or incomplete.
+    """
+    from .cache import open_decoded
+
+    a = open_decoded(name, cache)
+    if "pool-images" not in a:
+        return DomainData(name, a["train-images"], a["train-labels"], a["test-images"], a["test-labels"], OFFICIAL)
+    train, test = pool_split_indices(len(a["pool-labels"]), name, seed)
+    images, labels = a["pool-images"], a["pool-labels"]
+    return DomainData(name, images[train], labels[train], images[test], labels[test], POOL_SPLIT)
+
+
+def load_shard(name: str, cache: Path, seed: int, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One client's shard from the decoded-data cache, copying only its rows.
+
+    Parameters
+    ----------
+    indices : ndarray of int64, shape (n,)
+        Rows of the domain's training split (as drawn by ``partition``).
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (n, H, W)
+    labels : ndarray of int64, shape (n,)
+        Equal to ``load_domain(...).train_images[indices]`` and ``.train_labels[indices]``.
+    """
+    from .cache import open_decoded
+
+    a = open_decoded(name, cache)
+    if "pool-images" in a:
+        rows = pool_split_indices(len(a["pool-labels"]), name, seed)[0][indices]
+        return np.array(a["pool-images"][rows]), np.array(a["pool-labels"][rows])
+    return np.array(a["train-images"][indices]), np.array(a["train-labels"][indices])
+
+
 def to_unit_range(images: np.ndarray) -> np.ndarray:
     """Scale uint8 images to float32 in [-1, 1] with a channel axis: ``(x / 255) * 2 - 1``.
 

@@ -5,39 +5,38 @@ import logging
 import time
 
 import numpy as np
-import torch
 
 from .. import seeding
 from ..comm import Kind, MPITransport
-from ..data import ClientBatches, load_domain, to_unit_range
+from ..data import ClientBatches, load_shard, open_domain
 from ..strategies import ClientStrategy, RunInfo
-from .reports import ROUND_STATS, evaluation_due, max_rss_bytes
-from .setup import ClientAssignment, agree
+from .reports import ROUND_STATS, evaluation_due, max_rss_bytes, private_dirty_bytes
+from . import preflight
+from .setup import ClientAssignment
 
 log = logging.getLogger("huscf_mpi")
 
 
-def run_client(info: RunInfo, assignment: ClientAssignment, root, transport: MPITransport,
+def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransport,
                strategy_cls: type[ClientStrategy]) -> None:
     cfg, client = info.config, transport.rank
     error, evaluator = None, None
     try:
-        data = load_domain(assignment.domain, root, cfg.seed)
-        images = torch.from_numpy(to_unit_range(data.train_images[assignment.indices]))
-        labels = torch.from_numpy(data.train_labels[assignment.indices].astype(np.int64))
+        # The shard only, as uint8 (memory-mapped from the node's decoded-data cache).
+        images, labels = load_shard(assignment.domain, assignment.cache, cfg.seed, assignment.indices)
         batches = ClientBatches(images, labels, cfg.training.batch_size, seeding.rng(cfg.seed, "batches", client))
         strategy = strategy_cls(info, client, transport)
         if info.evaluators[assignment.domain] == client:
             from .evaluation import DomainEvaluator  # scikit-learn/scipy only on evaluating clients
 
-            evaluator = DomainEvaluator(info, client, data, transport)
-        del data  # only the evaluating client keeps the domain's full train/test arrays
+            evaluator = DomainEvaluator(info, client, open_domain(assignment.domain, assignment.cache, cfg.seed),
+                                        transport)
         transport.declare(0, Kind.ROUND_STATS, (len(ROUND_STATS),), np.float64)
         log.info("client %d: %s, %d samples, excluded labels %s, cuts %s", client, assignment.domain,
                  len(labels), list(assignment.excluded_labels), info.cuts[client].as_tuple())
     except Exception as e:  # reported collectively so no rank is left waiting
         error = f"client {client}: {e}"
-    agree(transport, error)
+    preflight.check(transport, error, transport.declared_bytes(), cfg.preflight.memory, cfg.preflight.memory_fraction)
 
     for r in range(1, cfg.training.rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
@@ -52,7 +51,7 @@ def run_client(info: RunInfo, assignment: ClientAssignment, root, transport: MPI
         sent, received = transport.ledger.take_round()
         n = info.iterations_per_round
         transport.isend(0, Kind.ROUND_STATS, np.array([
-            loss_d / n, loss_g / n, wall - waited, waited, sent, received, max_rss_bytes(),
+            loss_d / n, loss_g / n, wall - waited, waited, sent, received, max_rss_bytes(), private_dirty_bytes(),
             strategy.pacer.overrun_seconds, strategy.pacer.overrun_sections]))
         if evaluator is not None and evaluation_due(r, cfg.evaluation.every, cfg.training.rounds):
             evaluator.round(strategy)

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from .. import seeding
-from ..cuts import GAConfig, block_costs, latency_breakdown, select_for_profiles
 from ..cuts.devices import DeviceProfile, assign_profiles, load_devices
 from ..cuts.profiling import fit_link, ping_pong, time_blocks
 from ..errors import SetupError
@@ -78,7 +77,12 @@ def measure_ranks(config, arch, transport):
     sel = config.cut_selection
     B, width, rank = config.training.batch_size, config.model.width, transport.rank
     times = time_blocks(arch, width, B, sel.profile_repeats, sel.profile_warmup)
-    costs = transport.bcast(block_costs(arch, width, B, sel.cost_mode) if rank == 0 else None)
+    costs = None
+    if rank == 0:
+        from ..cuts.costs import block_costs  # torch's FLOP counter: rank 0 only
+
+        costs = block_costs(arch, width, B, sel.cost_mode)
+    costs = transport.bcast(costs)
     sizes = sorted({int(b) for net in NETS for b in costs[net].output_bytes[:-1]} | {8})
     links = {}
     for peer in range(1, transport.size):
@@ -97,6 +101,8 @@ def plan_cuts(config, arch, transport) -> CutPlan:
 
     plan = None
     if rank == 0:
+        from ..cuts import GAConfig, latency_breakdown, select_for_profiles  # DEAP: rank 0 only
+
         total_flops = sum(float(costs[n].forward_flops.sum() + costs[n].backward_flops.sum()) for n in NETS)
         clients = list(range(1, transport.size))
         measured = {c: _measured_profile(f"rank{c}", total_flops, gathered[c].total(), links[c][1]) for c in clients}

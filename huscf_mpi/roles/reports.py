@@ -6,7 +6,7 @@ import resource
 
 # ROUND_STATS (float64), every client, every round.
 ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "bytes_sent", "bytes_received",
-               "max_rss_bytes", "emulation_overrun_seconds", "emulation_overrun_sections")
+               "max_rss_bytes", "private_dirty_bytes", "emulation_overrun_seconds", "emulation_overrun_sections")
 # EVAL_SCALARS (float64), evaluating clients; NaN where not computed.
 SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "classifier_test_accuracy")
 
@@ -24,3 +24,20 @@ def n_chunks(n_samples: int, chunk: int) -> int:
 def max_rss_bytes() -> int:
     """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def private_dirty_bytes() -> int:
+    """Memory only this process has written (``Private_Dirty`` of ``/proc/self/smaps_rollup``).
+
+    Pages shared with other ranks (the torch libraries, the memory-mapped decoded datasets)
+    are not in it, so it is what one more rank on a node costs; RSS counts them on every
+    rank. Returns -1 where the file does not exist (not Linux, or a kernel before 4.14).
+    """
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Private_Dirty:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return -1

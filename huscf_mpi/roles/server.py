@@ -10,8 +10,8 @@ from tqdm import tqdm
 from ..comm import Kind, MPITransport
 from ..results import ResultWriter
 from ..strategies import RunInfo, ServerStrategy
-from .reports import ROUND_STATS, SCALARS, evaluation_due, max_rss_bytes, n_chunks
-from .setup import agree
+from .reports import ROUND_STATS, SCALARS, evaluation_due, max_rss_bytes, n_chunks, private_dirty_bytes
+from . import preflight
 
 log = logging.getLogger("huscf_mpi")
 
@@ -25,8 +25,12 @@ def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, t
 
 
 def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[ServerStrategy],
-               writer: ResultWriter) -> dict[str, dict[str, float]]:
-    """Run every round; returns the final metrics per domain. The caller closes ``writer``."""
+               writer: ResultWriter, launched: float | None = None) -> dict[str, dict[str, float]]:
+    """Run every round; returns the final metrics per domain. The caller closes ``writer``.
+
+    ``launched``: when the first rank was created (seconds since the epoch, ±1 s); the time
+    from it to the first iteration is recorded as ``/run`` attribute ``startup_seconds``.
+    """
     cfg = info.config
     clients, domains = info.clients, list(info.evaluators)
     evaluators = [info.evaluators[d] for d in domains]
@@ -42,9 +46,24 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
                               np.uint8, send=False)
     except Exception as e:
         error = f"server: {e}"
-    agree(transport, error)  # clients have loaded data and classifiers when this returns
+    # Clients have loaded data and classifiers when this returns; a run that cannot fit stops here.
+    hosts, ranks = preflight.check(transport, error, transport.declared_bytes(), cfg.preflight.memory,
+                                   cfg.preflight.memory_fraction)
+    writer.write_table("preflight", {"host": list(hosts), **{k: [h[k] for h in hosts.values()] for k in (
+        "ranks", "cores", "held_bytes", "growth_bytes", "available_bytes", "fits")}})
+    writer.write_table("preflight_ranks", {"rank": list(range(len(ranks))), "host": [r.host for r in ranks],
+                                           "private_bytes": [r.private_bytes for r in ranks],
+                                           "message_bytes": [r.message_bytes for r in ranks],
+                                           "growth_bytes": [r.growth_bytes for r in ranks]})
+    writer.set_attrs("preflight", mode=cfg.preflight.memory, memory_fraction=cfg.preflight.memory_fraction,
+                     growth_fixed_bytes=preflight.GROWTH_FIXED_BYTES,
+                     growth_per_message_byte=preflight.GROWTH_PER_MESSAGE_BYTE)
 
     rounds, iters = cfg.training.rounds, info.iterations_per_round
+    if launched is not None:
+        startup = time.time() - launched
+        writer.set_attrs("run", startup_seconds=startup)
+        log.info("first iteration %.1f s after launch (%d ranks)", startup, transport.size)
     bar = tqdm(total=rounds * iters, desc="training", unit="it", dynamic_ncols=True,
                mininterval=1.0, smoothing=0.05)
     for r in range(1, rounds + 1):
@@ -87,6 +106,8 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
         writer.append("rounds/bytes_sent", np.r_[sent, col["bytes_sent"]].astype(np.int64))
         writer.append("rounds/bytes_received", np.r_[received, col["bytes_received"]].astype(np.int64))
         writer.append("rounds/max_rss_bytes", np.r_[max_rss_bytes(), col["max_rss_bytes"]].astype(np.int64))
+        writer.append("rounds/private_dirty_bytes",
+                      np.r_[private_dirty_bytes(), col["private_dirty_bytes"]].astype(np.int64))
         writer.append("rounds/iteration_seconds", iteration_seconds)  # measured on the server, per iteration
         if info.emulated:  # cumulative per client: where real compute was slower than its profile
             writer.append("rounds/emulation_overrun_seconds", col["emulation_overrun_seconds"])

@@ -4,13 +4,14 @@ Set-up errors (wrong rank count, a missing dataset file, an invalid cut) must st
 rank with one clear line, never leave some ranks waiting. Each phase therefore ends with an
 ``allgather`` of the local error (or ``None``) and every rank raises the first one found.
 
-Partitioning is the experiment harness, not the protocol: rank 0 reads the label files once
-to draw the SPEC §4 partition and sends each client its shard indices at set-up (pickled,
-once). From then on rank 0 acts only as the server and holds no images or labels.
+Partitioning is the experiment harness, not the protocol: rank 0 reads the labels once to
+draw the SPEC §4 partition and sends each client its shard indices at set-up. From then on
+rank 0 acts only as the server and holds no images or labels.
 """
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .. import seeding
 from ..comm import MPITransport
 from ..config import Config
 from ..errors import SetupError
-from ..data import DataError, load_domain, partition, partition_summary, resolve_data_root
+from ..data import DataError, ensure_decoded, open_domain, partition, partition_summary, resolve_data_root
 from ..data.datasets import epoch_iterations
 from ..cuts.devices import load_devices
 from ..models import get_architecture
@@ -32,11 +33,12 @@ log = logging.getLogger("huscf_mpi")
 
 @dataclass
 class ClientAssignment:
-    """What rank 0 sends a client at set-up: its domain and shard indices."""
+    """What a client gets at set-up: its domain, shard indices and where the decoded data is."""
 
     domain: str
     indices: np.ndarray
     excluded_labels: tuple[int, ...]
+    cache: Path
 
 
 def agree(transport: MPITransport, error: str | None) -> None:
@@ -48,16 +50,24 @@ def agree(transport: MPITransport, error: str | None) -> None:
 
 
 def build_run_info(config: Config, transport: MPITransport, data_root: str | None
-                   ) -> tuple[RunInfo, ClientAssignment | None, Path, list[dict], CutPlan]:
+                   ) -> tuple[RunInfo, ClientAssignment | None, list[dict], CutPlan, list[str]]:
     """Collective set-up. Returns the shared :class:`RunInfo`, this client's assignment
-    (``None`` on rank 0), the data root, (rank 0 only) the partition summary rows, and the
-    cut plan (cuts, emulated profiles; on rank 0 also what to record)."""
+    (``None`` on rank 0), (rank 0 only) the partition summary rows, the cut
+    plan (cuts, emulated profiles; on rank 0 also what to record) and every rank's host name.
+
+    Data flow: the first rank on each host (the node leader) makes sure the decoded-data
+    cache holds every domain of the run (``data/cache.py``); rank 0 draws the partition from
+    the cached labels, broadcasts the small per-client table (domain, size, excluded labels)
+    and scatters each client only its own shard indices, as one ``Scatterv`` of int64.
+    """
     rank, size = transport.rank, transport.size
     n = config.data.n_clients
     if size != n + 1:
         # Every rank sees the same numbers, so all raise together without communicating.
         raise SetupError(f"{size} MPI ranks for {n} clients: run `mpiexec -n {n + 1}` "
                          f"(1 server + {n} clients) or change data.domains in the config")
+    hosts = transport.allgather(socket.gethostname())
+    cache = Path(config.data.cache).expanduser()
     error, payload, root, fixed = None, None, None, None
     try:
         arch = get_architecture(config.model.architecture)
@@ -69,37 +79,48 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise SetupError(f"cut_selection.devices: {e}; give a YAML like jobs/devices/paper.yaml") from None
         root = resolve_data_root(data_root if data_root is not None else config.data.root)
+        if hosts.index(hosts[rank]) == rank:  # node leader
+            for domain in config.data.domains:
+                ensure_decoded(domain, root, cache)
+    except (SetupError, DataError, KeyError, ValueError) as e:
+        error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
+    agree(transport, error)
+
+    try:
         if rank == 0:
             labels, splits = {}, {}
             for domain in config.data.domains:
-                d = load_domain(domain, root, config.seed)
+                d = open_domain(domain, cache, config.seed)
                 labels[domain], splits[domain] = d.train_labels, d.split
             shards = partition(config.data.scenario, config.data.domains, labels, config.seed,
                                config.data.max_samples_per_client)
             summary = partition_summary(shards)
             for row in summary:
                 row["split"] = splits[row["domain"]]
-            payload = (shards, summary)
-    except (SetupError, DataError, KeyError, ValueError) as e:
-        error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
+            payload = summary
+    except (DataError, ValueError) as e:
+        error = str(e)
     agree(transport, error)
 
     plan = CutPlan(fixed) if fixed is not None else plan_cuts(config, arch, transport)
     cuts = plan.cuts
-    shards, summary = transport.bcast(payload if rank == 0 else None)
+    summary = transport.bcast(payload if rank == 0 else None)
+    sizes = {row["client"]: row["size"] for row in summary}
+    mine = transport.scatter_rows(np.concatenate([s.indices for s in sorted(shards, key=lambda s: s.client)])
+                                  if rank == 0 else None,
+                                  [0] + [sizes[c] for c in range(1, n + 1)])
     B = config.training.batch_size
-    sizes = {s.client: s.size for s in shards}
     iters = config.training.iterations_per_epoch or epoch_iterations(list(sizes.values()), B)
     evaluators: dict[str, int] = {}
-    for s in shards:
-        evaluators.setdefault(s.domain, s.client)
+    for row in summary:
+        evaluators.setdefault(row["domain"], row["client"])
     info = RunInfo(
-        config=config, arch=arch, cuts=cuts, clients=[s.client for s in shards],
-        domains={s.client: s.domain for s in shards}, sizes=sizes, evaluators=evaluators,
+        config=config, arch=arch, cuts=cuts, clients=[row["client"] for row in summary],
+        domains={row["client"]: row["domain"] for row in summary}, sizes=sizes, evaluators=evaluators,
         iterations_per_round=iters * config.training.local_epochs,
         init_seed=seeding.int_seed(config.seed, seeding.INIT), emulated=plan.emulated, block_flops=plan.flops)
-    mine = None
+    assignment = None
     if rank > 0:
-        s = shards[rank - 1]
-        mine = ClientAssignment(s.domain, s.indices, s.excluded_labels)
-    return info, mine, root, summary if rank == 0 else [], plan
+        row = next(r for r in summary if r["client"] == rank)
+        assignment = ClientAssignment(row["domain"], mine, tuple(row["excluded_labels"]), cache)
+    return info, assignment, summary if rank == 0 else [], plan, hosts

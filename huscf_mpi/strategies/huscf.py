@@ -18,6 +18,7 @@ from ..comm import Kind
 from ..cuts.emulation import NoPacer, Pacer
 from ..models import client_models, server_bodies
 from ..models.params import client_blocks, dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
+from ..models.optim import Adam, backward_from
 from .base import ClientStrategy, RoundRecord, ServerStrategy
 
 # (smashed up, body output down, grad of body output up, grad of smashed data down) per D pass.
@@ -60,8 +61,8 @@ def part_flops(info, cut) -> dict[tuple[str, str], float]:
     return out
 
 
-def _adam(params, cfg) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=cfg.training.lr, betas=tuple(cfg.training.betas))
+def _adam(params, cfg) -> Adam:
+    return Adam(params, lr=cfg.training.lr, betas=tuple(cfg.training.betas))
 
 
 class HuSCFClient(ClientStrategy):
@@ -130,7 +131,7 @@ class HuSCFClient(ClientStrategy):
         self._up(Kind.D_REAL_BODY_GRAD, o_real.grad)
         grads = [self._down(Kind.D_FAKE_SMASHED_GRAD), self._down(Kind.D_REAL_SMASHED_GRAD)]
         with pace(2 * F["d_head", "b"]):
-            torch.autograd.backward([h_fake, h_real], grads)
+            backward_from([h_fake, h_real], grads)
             self.d_opt.step()
 
         # 4. Generator step: D forward on the same fakes, backward through D (not stepped) and G.
@@ -145,11 +146,11 @@ class HuSCFClient(ClientStrategy):
         self._up(Kind.D_GEN_BODY_GRAD, o_gen.grad)
         grad = self._down(Kind.D_GEN_SMASHED_GRAD)
         with pace(F["d_head", "b"] + F["g_tail", "b"]):  # through the D head into the fakes, then the G tail
-            h_gen.backward(grad)
+            backward_from([h_gen], [grad])
         self._up(Kind.G_BODY_GRAD, s.grad)
         grad = self._down(Kind.G_SMASHED_GRAD)
         with pace(F["g_head", "b"]):
-            a.backward(grad)
+            backward_from([a], [grad])
             self.g_opt.step()
         return float((loss_fake + loss_real).detach()), float(loss_g.detach())
 

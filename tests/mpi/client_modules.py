@@ -1,0 +1,37 @@
+"""Each rank writes the heavy modules it has imported after its first round, and its private memory.
+
+Usage: mpiexec -n N python tests/mpi/client_modules.py CONFIG.yaml OUT.h5 DATA_ROOT OUT_DIR
+Writes OUT_DIR/rank<r>.json with {"modules": [...], "private_dirty_bytes": int, "evaluator": bool}.
+"""
+import json
+import sys
+from pathlib import Path
+
+from huscf_mpi.config import load_config
+from huscf_mpi.roles import run
+from huscf_mpi.roles.reports import private_dirty_bytes
+from huscf_mpi.strategies import HuSCFClient
+
+HEAVY = ("h5py", "sklearn", "scipy", "pandas", "matplotlib", "deap", "sympy")  # tqdm comes with torch (torch.hub)
+
+
+class Reporting(HuSCFClient):
+    def round_end(self, r):
+        out = super().round_end(r)
+        if r == 1:
+            mods = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
+            evaluator = self.client in self.info.evaluators.values()
+            Path(OUT_DIR, f"rank{self.client}.json").write_text(json.dumps(
+                {"modules": mods, "private_dirty_bytes": private_dirty_bytes(), "evaluator": evaluator}))
+        return out
+
+
+def main(config, out, data_root, out_dir):
+    global OUT_DIR
+    OUT_DIR = out_dir
+    run.STRATEGIES["reporting"] = (Reporting, run.STRATEGIES["huscf"][1])
+    run.train(load_config(config, {"output": out}), data_root=data_root, strategy="reporting")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

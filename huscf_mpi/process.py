@@ -32,6 +32,14 @@ def openmp_env() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def available_cores() -> int:
+    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where unsupported)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _launcher_int(names: tuple[str, ...]) -> int | None:
     for name in names:
         try:
@@ -45,7 +53,7 @@ def oversubscribed_client() -> bool:
     """True on a client rank (rank > 0) of a node with more ranks than this rank's cores,
     as far as the launcher's environment says; False when it does not say."""
     rank, local = _launcher_int(_RANK), _launcher_int(_LOCAL_SIZE)
-    return bool(rank and local and local > len(os.sched_getaffinity(0)))
+    return bool(rank and local and local > available_cores())
 
 
 def single_node_ucx() -> bool:

@@ -35,7 +35,7 @@ def _launcher(monkeypatch, rank=None, local=None, size=None):
 
 
 def test_oversubscribed_client(monkeypatch):
-    cores = len(__import__("os").sched_getaffinity(0))
+    cores = process.available_cores()
     _launcher(monkeypatch, rank=3, local=cores + 1)
     assert process.oversubscribed_client()
     _launcher(monkeypatch, rank=0, local=cores + 1)

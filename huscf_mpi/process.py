@@ -1,7 +1,9 @@
-"""Per-process settings made before torch loads: OpenMP threads and waiting, the C heap (issue 7).
+"""Per-process settings made before MPI and torch load, and the process's launch time (issue 7).
 
-Both are read once by the runtimes they configure (OpenMP when torch initialises it, glibc's
-malloc as the heap grows), so the CLI applies them first thing, before importing torch.
+OpenMP threads, UCX transports and glibc's trim threshold are read by the runtimes they
+configure when those start (OpenMP when torch initialises it, UCX at ``MPI_Init``, malloc as
+the heap grows), so ``huscf-mpi train`` applies them first thing, before importing mpi4py or
+torch. Everything here reads only the launcher's environment: no MPI call is needed yet.
 """
 from __future__ import annotations
 

@@ -44,12 +44,15 @@ source "$VENV/bin/activate"
 set -u
 """
 
-_TEMPLATE = """\
+_HEAD = """\
 #!/bin/bash
 # HuSCF-GAN training, {ranks_text}.
 # Rendered by: {command}
 # Submit from the project directory (the one holding .venv/, data/ and results/):
 #     sbatch {script_hint}
+"""
+
+_TEMPLATE = _HEAD + """\
 #SBATCH --job-name={job_name}
 #SBATCH --ntasks={ntasks}
 #SBATCH --cpus-per-task=1
@@ -72,12 +75,7 @@ echo "job ${{SLURM_JOB_ID}}: ${{SLURM_NTASKS}} ranks on ${{SLURM_JOB_NODELIST}},
 
 
 # server_node: a heterogeneous job (SLURM >= 17.11), rank 0 alone on a node (component 0).
-_HET_TEMPLATE = """\
-#!/bin/bash
-# HuSCF-GAN training, {ranks_text}.
-# Rendered by: {command}
-# Submit from the project directory (the one holding .venv/, data/ and results/):
-#     sbatch {script_hint}
+_HET_TEMPLATE = _HEAD + """\
 #
 # A heterogeneous job: component 0 is rank 0, the server, alone on a whole node (--exclusive);
 # component 1 is the {n_clients} clients, one CPU each. The synchronous phases alternate: rank 0

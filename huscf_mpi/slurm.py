@@ -44,6 +44,20 @@ source "$VENV/bin/activate"
 set -u
 """
 
+# Shared by both templates: strict shell in the submit directory; after the thread comment,
+# thread caps, the project's environment and the result path.
+_START = """\
+set -euo pipefail
+cd "${{SLURM_SUBMIT_DIR:-$PWD}}"
+"""
+_SETUP = """\
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
+
+""" + _VENV + """
+mkdir -p results
+OUTPUT="{output}"
+"""
+
 _HEAD = """\
 #!/bin/bash
 # HuSCF-GAN training, {ranks_text}.
@@ -59,16 +73,9 @@ _TEMPLATE = _HEAD + """\
 #SBATCH --time={time}
 #SBATCH --output={log}
 {extra_directives}
-set -euo pipefail
-cd "${{SLURM_SUBMIT_DIR:-$PWD}}"
-
+""" + _START + """
 # One thread per rank: the ranks already fill the cores, more threads would oversubscribe them.
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-
-""" + _VENV + """
-mkdir -p results
-OUTPUT="{output}"
-echo "job ${{SLURM_JOB_ID}}: ${{SLURM_NTASKS}} ranks on ${{SLURM_JOB_NODELIST}}, writing $OUTPUT"
+""" + _SETUP + """echo "job ${{SLURM_JOB_ID}}: ${{SLURM_NTASKS}} ranks on ${{SLURM_JOB_NODELIST}}, writing $OUTPUT"
 {launch} \\
     huscf-mpi train --config {config} --output "$OUTPUT"{train_args}
 """
@@ -90,17 +97,10 @@ _HET_TEMPLATE = _HEAD + """\
 #SBATCH hetjob
 {client_directives}
 
-set -euo pipefail
-cd "${{SLURM_SUBMIT_DIR:-$PWD}}"
-
+""" + _START + """
 # One thread per client rank. No cap on rank 0's body computations: `huscf-mpi train` sets
 # rank 0's torch threads to server.threads itself, and torch.set_num_threads overrides these.
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-
-""" + _VENV + """
-mkdir -p results
-OUTPUT="{output}"
-SERVER_CPUS={server_cpus}  # rank 0's task, hence its threads under server.threads: auto
+""" + _SETUP + """SERVER_CPUS={server_cpus}  # rank 0's task, hence its threads under server.threads: auto
 echo "job ${{SLURM_JOB_ID}}: rank 0 on ${{SLURM_JOB_NODELIST_HET_GROUP_0}} with $SERVER_CPUS CPUs, \\
 {n_clients} clients on ${{SLURM_JOB_NODELIST_HET_GROUP_1}}, writing $OUTPUT"
 {launch} \\

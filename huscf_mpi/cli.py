@@ -84,14 +84,19 @@ def main():
 @click.option("--width", type=float, default=None, help="model width multiplier (1.0 = paper model)")
 @click.option("--max-samples-per-client", type=int, default=None, help="cap each client's shard")
 @click.option("--name", default=None, help="run name (used in the default output path)")
+@click.option("--strategy", default=None, metavar="NAME",
+              help="the method: huscf (default), fedgan, mdgan or centralized (the config's `strategy`)")
 @click.option("--cuts", "cuts", default=None, metavar="MODE|G_HEAD,G_TAIL,D_HEAD,D_TAIL",
               help="cut vector for every client (e.g. 2,4,1,5) or a mode: ga (SPEC §5), uniform-min, uniform-max, random")
 @click.option("--busy-wait", is_flag=True, help="block in MPI waits instead of polling with sleeps "
               "(faster with one core per rank, wasteful when ranks outnumber cores)")
 @click.option("-v", "--verbose", is_flag=True, help="info-level logs from every rank, not just rank 0")
 def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs, iterations_per_epoch,
-          batch_size, width, max_samples_per_client, name, cuts, busy_wait, verbose):
-    """Train HuSCF-GAN. Launch with mpiexec: 1 server rank + one rank per client.
+          batch_size, width, max_samples_per_client, name, strategy, cuts, busy_wait, verbose):
+    """Train HuSCF-GAN or a baseline. Launch with mpiexec: 1 server rank + one rank per client.
+
+    Every method (--strategy huscf | fedgan | mdgan | centralized) uses the same ranks,
+    partition, seeds, evaluation and result schema, so their files compare in `tables`.
 
     Writes one HDF5 result file (rank 0): provenance, partition, cut vectors, per-round
     losses, generation scores, clusters, KLD weights, timings, bytes, the message ledger,
@@ -108,7 +113,7 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     from .config import load_config
     from .errors import UsageError
 
-    overrides = {"seed": seed, "output": output, "name": name, "training.rounds": rounds,
+    overrides = {"seed": seed, "output": output, "name": name, "strategy": strategy, "training.rounds": rounds,
                  "training.local_epochs": local_epochs, "training.iterations_per_epoch": iterations_per_epoch,
                  "training.batch_size": batch_size, "model.width": width,
                  "data.max_samples_per_client": max_samples_per_client,

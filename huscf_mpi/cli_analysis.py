@@ -45,8 +45,10 @@ def _emit(text: str, out: str | None) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--by", multiple=True, metavar="FIELD[,FIELD]",
               help="config fields labelling the rows, dotted for nested ones (cuts, data.scenario, "
-                   "model.width, training.rounds, strategy); repeatable. Default: the fields that "
-                   "differ between the groups.")
+                   "model.width, training.rounds), or strategy (its name: HuSCF-GAN, FedGAN, MD-GAN, "
+                   "Centralized) and name (the runs' names); repeatable. Default: the fields that "
+                   "differ between the groups; with several strategies, the strategy's name first, "
+                   "then the run name where runs of one strategy differ by name (ablations).")
 @click.option("--metrics", default=None, metavar="NAME[,NAME]",
               help="columns to show, in this order: generation_score, fid, accuracy, precision, recall, "
                    "f1, fpr (per domain), predicted_s_per_it, measured_s_per_it, train_s, mib_moved. "
@@ -56,12 +58,19 @@ def _emit(text: str, out: str | None) -> None:
 @click.option("--reference", type=click.Choice(["none", "paper"]), default="none", show_default=True,
               help="paper: add the HuSCF-GAN accuracies of the paper's original code (SPEC §7) for "
                    "each scenario present, as rows 'paper (HuSCF-GAN, original code), scenario N'.")
+@click.option("--exposure", is_flag=True,
+              help="add a 'who saw what' column from the files' /exposure tables (protocol and "
+                   "evaluation planes), e.g. 'smashed c↔s; params c↔s': payload classes that left "
+                   "their owner and where to (c client, s server, c↔s both ways; raw, labels, synth, "
+                   "sampled, smashed, grads, params, losses, metrics, probe = raw_images, real_labels, "
+                   "synthetic_images, sampled_labels, smashed_data, image_gradients, parameters, losses, "
+                   "metrics, probe). Classes not named never left their owner; '–': no /exposure.")
 @click.option("--allow-incomplete", is_flag=True,
               help="include failed or unfinished runs (.partial files); their rows say "
                    "'(incomplete: k of n)'. Default: refuse them.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
               help="write the table to this file instead of stdout")
-def tables(files, by, metrics, fmt, reference, allow_incomplete, out):
+def tables(files, by, metrics, fmt, reference, exposure, allow_incomplete, out):
     """Benchmark table from result FILES: one row per configuration, mean ± std over seeds.
 
     Runs whose configs differ only in seed, name or output path form one group (row); n is the
@@ -71,7 +80,9 @@ def tables(files, by, metrics, fmt, reference, allow_incomplete, out):
     ("FID (clf)", SPEC §6), and accuracy / macro precision / recall / F1 / FPR (%) of the
     classifier trained on synthetic data, tested on real data. Per run:
     predicted and measured seconds per iteration, training wall time (sum of round wall
-    times), MiB moved (bytes sent by all ranks).
+    times), MiB moved (bytes sent by all ranks over all rounds). With --exposure, a last
+    column says who saw what. Rows of different strategies are labelled by strategy name
+    (HuSCF-GAN, FedGAN, MD-GAN, Centralized); csv also has a 'strategy' column.
 
     The best mean per column (highest; lowest for FID, FPR, times and bytes) is bold in md and
     latex; csv lists the column ids where a row is best in its 'best' column. Files of
@@ -83,13 +94,14 @@ def tables(files, by, metrics, fmt, reference, allow_incomplete, out):
         huscf-mpi tables results/scenario6-*.h5 --reference paper
         huscf-mpi tables results/*.h5 --by cuts --metrics accuracy,f1,train_s --format latex -o table.tex
         huscf-mpi tables results/*.h5 --format csv > table.csv
+        huscf-mpi tables results/*.h5 --by strategy,name --exposure
     """
     from .analysis.tables import make_table
 
     try:
         text, notes = make_table(files, by=_fields(by), metrics=metrics, fmt=fmt,
                                  reference=None if reference == "none" else reference,
-                                 allow_incomplete=allow_incomplete)
+                                 allow_incomplete=allow_incomplete, exposure=exposure)
     except (ValueError, OSError) as e:
         raise _Fail(str(e)) from None
     for note in notes:
@@ -106,6 +118,9 @@ def tables(files, by, metrics, fmt, reference, allow_incomplete, out):
 @click.option("--allow-incomplete", is_flag=True, help="include failed or unfinished runs (labelled so)")
 def plot(files, out_dir, by, allow_incomplete):
     """Figures (PNG) from result FILES, runs grouped by configuration as in `tables`.
+
+    Lines, legends and panel titles carry the same labels as the table rows (strategy names
+    with several strategies; see `huscf-mpi tables --help`, --by).
 
     \b
     Writes into --out:
@@ -137,8 +152,9 @@ def plot(files, out_dir, by, allow_incomplete):
 
 
 @click.command(context_settings=_SETTINGS)
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="run config; written into the script as given (relative = relative to the sbatch directory)")
+@click.option("--config", "config_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="run config; written into the script as given (relative = relative to the sbatch directory). "
+                   "Repeat it, with --seeds, for one array job over configs x seeds")
 @click.option("--ntasks", type=int, default=None,
               help="MPI ranks: 1 server + the config's clients (the default; other values are refused)")
 @click.option("--time", "time_limit", default="24:00:00", show_default=True,
@@ -146,24 +162,31 @@ def plot(files, out_dir, by, allow_incomplete):
 @click.option("--array", default=None, metavar="SPEC",
               help="array job over seeds, e.g. 0-4: task i runs --seed i and writes "
                    "results/<name>-<array job id>-<i>.h5")
+@click.option("--seeds", default=None, metavar="SPEC",
+              help="one array job over every --config x seed, e.g. 0-2 or 0,5,9 (needed with several "
+                   "--config; not with --array): task i runs config i // n_seeds (in --config order) with "
+                   "seed i % n_seeds and writes results/<name>-<array job id>-<config stem>-s<seed>.h5. All "
+                   "configs must need the same number of ranks")
 @click.option("--launcher", type=click.Choice(["mpiexec", "srun"]), default="mpiexec", show_default=True,
               help="mpiexec -n $SLURM_NTASKS (the venv's MPICH Hydra) or srun --mpi=pmi2; see jobs/README.md")
 @click.option("--partition", default=None, help="SLURM partition")
-@click.option("--job-name", default=None, help="job name, also used in result file names (default: config stem)")
+@click.option("--job-name", default=None,
+              help="job name, also used in result file names (default: config stem; 'compare' for several)")
 @click.option("--nodes", default=None, help="--nodes for SLURM, e.g. 1 or 2-4")
 @click.option("--overcommit", is_flag=True, help="allow more ranks than CPUs (small tests on few cores)")
 @click.option("--mem-per-cpu", default=None, help="memory per rank, e.g. 2G (each rank holds torch and its data)")
 @click.option("--server-node", is_flag=True,
               help="heterogeneous job: rank 0 alone on a whole node (its body computations use the node's "
                    "cores, server.threads: auto), the clients in a second component with one CPU each; "
-                   "--nodes, --overcommit and --mem-per-cpu then apply to the clients. Not with --array.")
+                   "--nodes, --overcommit and --mem-per-cpu then apply to the clients. Not with --array "
+                   "or --seeds.")
 @click.option("--server-cpus", type=int, default=None, metavar="N",
               help="with --server-node: rank 0's CPUs (--cpus-per-task), hence its threads under "
                    "server.threads: auto. Default: all CPUs of its node")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="write the script here instead of stdout")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
-def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name, nodes, overcommit, mem_per_cpu,
-          server_node, server_cpus, out, train_args):
+def slurm(config_paths, ntasks, time_limit, array, seeds, launcher, partition, job_name, nodes, overcommit,
+          mem_per_cpu, server_node, server_cpus, out, train_args):
     """Render a SLURM batch script that runs `huscf-mpi train` for a config.
 
     The script asks for one task (one CPU) per rank, sets one thread per rank, activates the
@@ -175,21 +198,28 @@ def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name,
     CPUs, or --server-cpus N of them) and the clients one CPU each; see jobs/README.md,
     "Rank 0 on its own node".
 
+    To compare methods, give several --config and --seeds: one array job over configs x seeds,
+    in which a table in the script gives task i config i // n_seeds and seed i % n_seeds (with
+    3 seeds: tasks 0-2 the first config, 3-5 the second, ...). The configs must need the same
+    number of ranks; see jobs/README.md, "Comparing methods".
+
     \b
     Examples:
         huscf-mpi slurm --config jobs/configs/scenario6.yaml --time 2-00:00:00 > jobs/scenario6.sbatch
         huscf-mpi slurm --config jobs/configs/scenario1.yaml --array 0-4 --out jobs/seeds-array.sbatch
         huscf-mpi slurm --config my.yaml --nodes 1 --overcommit --launcher srun -- --rounds 2
         huscf-mpi slurm --config jobs/configs/scenario1.yaml --server-node --nodes 2 --mem-per-cpu 2G
+        huscf-mpi slurm --config jobs/configs/compare/huscf.yaml --config jobs/configs/compare/fedgan.yaml \\
+            --seeds 0-2 --out jobs/compare-array.sbatch     # 6 runs: huscf seeds 0-2, fedgan seeds 0-2
         sbatch jobs/scenario6.sbatch        # from the project directory
     """
     from .slurm import render_sbatch
 
     # The header records how to re-render the script (argv is not ours when called from tests).
-    words = ["huscf-mpi", "slurm", "--config", config_path]
-    for flag, value in (("--ntasks", ntasks), ("--time", time_limit), ("--array", array), ("--launcher", launcher),
-                        ("--partition", partition), ("--job-name", job_name), ("--nodes", nodes),
-                        ("--mem-per-cpu", mem_per_cpu)):
+    words = ["huscf-mpi", "slurm"] + [w for path in config_paths for w in ("--config", path)]
+    for flag, value in (("--ntasks", ntasks), ("--time", time_limit), ("--array", array), ("--seeds", seeds),
+                        ("--launcher", launcher), ("--partition", partition), ("--job-name", job_name),
+                        ("--nodes", nodes), ("--mem-per-cpu", mem_per_cpu)):
         if value is not None:
             words += [flag, str(value)]
     words += ["--overcommit"] if overcommit else []
@@ -198,11 +228,11 @@ def slurm(config_path, ntasks, time_limit, array, launcher, partition, job_name,
     words += ["--out", out] if out else []
     words += ["--", *train_args] if train_args else []
     try:
-        text = render_sbatch(config_path, ntasks=ntasks, time=time_limit, array=array, partition=partition,
-                             job_name=job_name, launcher=launcher, nodes=nodes, overcommit=overcommit,
-                             mem_per_cpu=mem_per_cpu, server_node=server_node, server_cpus=server_cpus,
-                             train_args=list(train_args), command=" ".join(shlex.quote(str(w)) for w in words),
-                             script_path=out)
+        text = render_sbatch(list(config_paths), ntasks=ntasks, time=time_limit, array=array, seeds=seeds,
+                             partition=partition, job_name=job_name, launcher=launcher, nodes=nodes,
+                             overcommit=overcommit, mem_per_cpu=mem_per_cpu, server_node=server_node,
+                             server_cpus=server_cpus, train_args=list(train_args),
+                             command=" ".join(shlex.quote(str(w)) for w in words), script_path=out)
     except ValueError as e:
         raise _Fail(str(e)) from None
     _emit(text, out)

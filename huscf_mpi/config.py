@@ -80,6 +80,9 @@ class TrainingConfig(_Section):
     rounds: int = Field(50, ge=1, description="federation rounds (R)")
     iterations_per_epoch: int | None = Field(
         None, ge=1, description="override; default max over clients of ceil(shard / batch)")
+    fake_labels: Literal["real", "uniform"] = Field(
+        "real", description="labels that condition the fakes: 'real' = the real batch's labels (the authors' code, "
+                            "SPEC §1), 'uniform' = sampled uniformly over the classes")
 
 
 class FederationConfig(_Section):
@@ -145,6 +148,7 @@ class Config(_Section):
 
     name: str = "run"
     seed: int = 0
+    strategy: str = Field("huscf", description="the method: huscf, fedgan, mdgan or centralized (huscf_mpi/strategies)")
     output: str = Field("results/{name}-s{seed}.h5", description="HDF5 path; {name} and {seed} expand")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -157,6 +161,15 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     server: ServerConfig = ServerConfig()
     preflight: PreflightConfig = PreflightConfig()
+
+    @field_validator("strategy")
+    @classmethod
+    def _strategy(cls, v: str) -> str:
+        from .registry import STRATEGY_MODULES
+
+        if v not in STRATEGY_MODULES:
+            raise ValueError(f"unknown strategy {v!r}; choose one of {', '.join(STRATEGY_MODULES)}")
+        return v
 
     @model_validator(mode="after")
     def _check_cuts(self) -> "Config":

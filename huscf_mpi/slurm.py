@@ -16,6 +16,10 @@ component 0 is rank 0 alone on a whole node, component 1 the clients with one CP
 that the server's body computations (``server.threads: auto``, see ``roles/threads.py``) get
 that node's cores. ``jobs/README.md``, "Rank 0 on its own node", says why and how each
 launcher starts it.
+
+With ``seeds`` (needed for several configs) the script is one array job over configs x seeds:
+a small bash table maps array task ``i`` to config ``i // n_seeds`` and seed ``i % n_seeds``
+(``jobs/README.md``, "Comparing methods: one array over configs x seeds").
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from typing import Sequence
 LAUNCHERS = ("srun", "mpiexec")
 _TIME = re.compile(r"^(\d+-)?\d+(:\d{1,2}){0,2}$")  # SLURM: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM[:SS]
 _ARRAY = re.compile(r"^\d+(-\d+)?(:\d+)?(,\d+(-\d+)?(:\d+)?)*(%\d+)?$")  # 0-4, 1,3,5, 0-9:2, 0-99%10
+_SEEDS = re.compile(r"^\d+(-\d+)?(:\d+)?(,\d+(-\d+)?(:\d+)?)*$")  # 0-2, 0,5,9, 0-9:2
 _NODES = re.compile(r"^\d+(-\d+)?$")
 _MEM = re.compile(r"^\d+[KMGT]?$")
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -80,6 +85,24 @@ _TEMPLATE = _HEAD + """\
     huscf-mpi train --config {config} --output "$OUTPUT"{train_args}
 """
 
+
+# seeds: one array job over configs x seeds; {table} (from seed_table) sets i, CONFIG, NAME and SEED.
+_TABLE_TEMPLATE = _HEAD.replace("# HuSCF-GAN training, ", "# huscf-mpi train, ") + """\
+#SBATCH --job-name={job_name}
+#SBATCH --ntasks={ntasks}
+#SBATCH --cpus-per-task=1
+#SBATCH --time={time}
+#SBATCH --output={log}
+{extra_directives}
+""" + _START + """
+{table}
+# One thread per rank: the ranks already fill the cores, more threads would oversubscribe them.
+""" + _SETUP + """echo "job ${{SLURM_JOB_ID}} (array task $i: $NAME, seed $SEED): ${{SLURM_NTASKS}} ranks on \\
+${{SLURM_JOB_NODELIST}}, writing $OUTPUT"
+{launch} \\
+    huscf-mpi train --config "$CONFIG" --output "$OUTPUT" --seed "$SEED"{train_args}
+"""
+assert _TABLE_TEMPLATE.startswith("#!/bin/bash\n# huscf-mpi train, ")
 
 # server_node: a heterogeneous job (SLURM >= 17.11), rank 0 alone on a node (component 0).
 _HET_TEMPLATE = _HEAD + """\
@@ -172,6 +195,59 @@ def _check(value, pattern: re.Pattern, what: str, example: str) -> str:
     return text
 
 
+def parse_seeds(spec: str) -> list[int]:
+    """Seeds of a ``--seeds`` spec, in order: ``"0-2"`` -> [0, 1, 2]; ``"0,5,9"``; ``"0-9:2"``.
+
+    Raises
+    ------
+    ValueError
+        Not such a spec, an empty range, or a seed given twice (one line).
+    """
+    text = _check(spec, _SEEDS, "seeds", "0-2 or 0,5,9 or 0-9:2")
+    seeds: list[int] = []
+    for part in text.split(","):
+        span, _, step = part.partition(":")
+        first, _, last = span.partition("-")
+        lo, hi = int(first), int(last or first)
+        if hi < lo or (step and int(step) < 1):
+            raise ValueError(f"seeds {spec!r}: {part} is empty; e.g. 0-2")
+        seeds += range(lo, hi + 1, int(step or 1))
+    seen: set[int] = set()
+    for seed in seeds:
+        if seed in seen:
+            raise ValueError(f"seeds {spec!r} gives seed {seed} twice; the runs would be the same")
+        seen.add(seed)
+    return seeds
+
+
+def seed_table(configs: Sequence[str | Path], names: Sequence[str], seeds: Sequence[int],
+               notes: Sequence[str] = ()) -> str:
+    """The bash lines of a configs x seeds array script that pick the task's run.
+
+    Array task ``i`` (``$SLURM_ARRAY_TASK_ID``, 0 .. len(configs) * len(seeds) - 1) sets
+    ``CONFIG=configs[i // len(seeds)]``, ``NAME=names[i // len(seeds)]`` and
+    ``SEED=seeds[i % len(seeds)]``; another ``i`` stops the script with status 2. ``notes``
+    (one per config) end the configs' comment lines.
+    """
+    n = len(seeds)
+    paths = [shlex.quote(str(c)) for c in configs]
+    width = max(map(len, paths))
+    rows = "".join(f"    {p.ljust(width)}  # task{f's {k * n}-{k * n + n - 1}' if n > 1 else f' {k}'}"
+                   f"{': ' + notes[k] if k < len(notes) else ''}\n" for k, p in enumerate(paths))
+    return (f"# The array task's run: task i trains CONFIGS[i / {n}] with SEEDS[i % {n}] (integer division).\n"
+            f"CONFIGS=(\n{rows})\n"
+            f"NAMES=({' '.join(names)})  # in the result file names\n"
+            f"SEEDS=({' '.join(map(str, seeds))})\n"
+            'i="${SLURM_ARRAY_TASK_ID:?not an array task; submit this script with sbatch}"\n'
+            "if ! [[ \"$i\" =~ ^[0-9]+$ ]] || ((i >= ${#CONFIGS[@]} * ${#SEEDS[@]})); then\n"
+            '    echo "huscf-mpi: array task $i: this script has tasks 0-$((${#CONFIGS[@]} * ${#SEEDS[@]} - 1))" >&2\n'
+            "    exit 2\n"
+            "fi\n"
+            'CONFIG="${CONFIGS[i / ${#SEEDS[@]}]}"\n'
+            'NAME="${NAMES[i / ${#SEEDS[@]}]}"\n'
+            'SEED="${SEEDS[i % ${#SEEDS[@]}]}"\n')
+
+
 def clients_in(config_path: str | Path) -> dict[str, int]:
     """Clients per domain of a config file (validates the config).
 
@@ -185,8 +261,9 @@ def clients_in(config_path: str | Path) -> dict[str, int]:
     return dict(load_config(config_path).data.domains)
 
 
-def render_sbatch(config_path: str | Path, ntasks: int | None = None, time: str = "24:00:00",
-                  array: str | None = None, partition: str | None = None, job_name: str | None = None,
+def render_sbatch(config_path: str | Path | Sequence[str | Path], ntasks: int | None = None,
+                  time: str = "24:00:00", array: str | None = None, seeds: str | None = None,
+                  partition: str | None = None, job_name: str | None = None,
                   launcher: str = "mpiexec", nodes: int | str | None = None, overcommit: bool = False,
                   mem_per_cpu: str | None = None, server_node: bool = False, server_cpus: int | None = None,
                   train_args: Sequence[str] = (), command: str | None = None,
@@ -195,9 +272,10 @@ def render_sbatch(config_path: str | Path, ntasks: int | None = None, time: str 
 
     Parameters
     ----------
-    config_path : str or Path
+    config_path : str or Path, or a sequence of them
         Run config; written into the script as given, so a relative path is relative to the
         directory ``sbatch`` is run from. It is loaded here to validate it and count clients.
+        Several configs (with ``seeds``) make one array job over configs x seeds.
     ntasks : int, optional
         MPI ranks = 1 server + number of clients (the default, from the config). Another
         value is refused, since ``train`` needs exactly that many.
@@ -208,10 +286,18 @@ def render_sbatch(config_path: str | Path, ntasks: int | None = None, time: str 
         writes ``results/<name>-<array job id>-<i>.h5``. Without it the config's seed is used
         and the file is ``results/<name>-<job id>.h5``. Not with ``server_node`` (SLURM has
         no arrays of heterogeneous jobs).
+    seeds : str, optional
+        Seeds for one array job over every config x seed (needed with several configs; not
+        with ``array``, ``server_node``), e.g. ``"0-2"``, ``"0,5,9"``, ``"0-9:2"``. Array task ``i``
+        trains config ``i // n_seeds`` (in the given order) with seed ``i % n_seeds``, chosen by
+        a bash table in the script (:func:`seed_table`), and writes
+        ``results/<name>-<array job id>-<config stem>-s<seed>.h5``. Every config must need the
+        same number of ranks (one job size per array), and config stems must differ.
     partition : str, optional
         With ``server_node``, asked for in both components.
     job_name : str, optional
-        Default: the config file's stem (e.g. ``scenario6``); also names the result files.
+        Default: the config file's stem (e.g. ``scenario6``), ``compare`` for several configs;
+        also names the result files.
     launcher : {"mpiexec", "srun"}, default "mpiexec"
         ``mpiexec -n $SLURM_NTASKS`` (the venv's Hydra) or ``srun --mpi=pmi2``. With
         ``server_node``: ``srun --mpi=pmi2 <server> : <clients>`` (one step over both
@@ -250,7 +336,8 @@ def render_sbatch(config_path: str | Path, ntasks: int | None = None, time: str 
     ------
     ValueError
         Invalid config or argument (one line naming it), ``server_cpus`` without
-        ``server_node``, or ``server_node`` with ``array``.
+        ``server_node``, ``server_node`` with ``array`` or ``seeds``, several configs without
+        ``seeds``, or configs of different rank counts in one array.
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher {launcher!r}: choose {' or '.join(LAUNCHERS)}")
@@ -262,6 +349,16 @@ def render_sbatch(config_path: str | Path, ntasks: int | None = None, time: str 
     if server_node and array is not None:
         raise ValueError(f"array {array!r}: SLURM cannot run a heterogeneous job (--server-node) as an array; "
                          f"submit one job per seed with -- --seed N")
+    if not isinstance(config_path, (str, Path)):
+        configs = list(config_path)
+        if len(configs) == 1 and seeds is None:
+            config_path = configs[0]  # the plain script, as for one path
+        else:
+            return _render_table(configs, seeds, ntasks, time, array, partition, job_name, launcher, nodes,
+                                 overcommit, mem_per_cpu, server_node, train_args, command, script_path)
+    if seeds is not None:
+        return _render_table([config_path], seeds, ntasks, time, array, partition, job_name, launcher, nodes,
+                             overcommit, mem_per_cpu, server_node, train_args, command, script_path)
     domains = clients_in(config_path)
     n_clients = sum(domains.values())
     if ntasks is None:
@@ -272,19 +369,7 @@ def render_sbatch(config_path: str | Path, ntasks: int | None = None, time: str 
     time = _check(time, _TIME, "time", "01:30:00 or 2-00:00:00")
     name = _NAME.sub("-", job_name or Path(config_path).stem).strip("-") or "huscf"
 
-    directives = []
-    if array is not None:
-        directives.append(f"#SBATCH --array={_check(array, _ARRAY, 'array', '0-4 or 0,2,4 or 0-99%10')}")
-    if partition:
-        if not re.match(r"^[A-Za-z0-9._,-]+$", partition):
-            raise ValueError(f"partition {partition!r} is not valid; e.g. cpu")
-        directives.append(f"#SBATCH --partition={partition}")
-    if nodes is not None:
-        directives.append(f"#SBATCH --nodes={_check(nodes, _NODES, 'nodes', '1 or 2-4')}")
-    if overcommit:
-        directives.append("#SBATCH --overcommit")
-    if mem_per_cpu is not None:
-        directives.append(f"#SBATCH --mem-per-cpu={_check(mem_per_cpu, _MEM, 'mem-per-cpu', '2G or 1500M')}")
+    directives = _directives(array, partition, nodes, overcommit, mem_per_cpu)
 
     if array is not None:
         output = f"results/{name}-${{SLURM_ARRAY_JOB_ID}}-${{SLURM_ARRAY_TASK_ID}}.h5"
@@ -309,6 +394,90 @@ def render_sbatch(config_path: str | Path, ntasks: int | None = None, time: str 
     return _TEMPLATE.format(
         ranks_text=ranks_text, ntasks=ntasks, launch=launch,
         extra_directives="\n".join(directives) + ("\n" if directives else ""), **common)
+
+
+def _directives(array: str | None, partition: str | None, nodes: int | str | None, overcommit: bool,
+                mem_per_cpu: str | None) -> list[str]:
+    """The checked optional ``#SBATCH`` lines, in the order the scripts have them."""
+    directives = []
+    if array is not None:
+        directives.append(f"#SBATCH --array={_check(array, _ARRAY, 'array', '0-4 or 0,2,4 or 0-99%10')}")
+    if partition:
+        if not re.match(r"^[A-Za-z0-9._,-]+$", partition):
+            raise ValueError(f"partition {partition!r} is not valid; e.g. cpu")
+        directives.append(f"#SBATCH --partition={partition}")
+    if nodes is not None:
+        directives.append(f"#SBATCH --nodes={_check(nodes, _NODES, 'nodes', '1 or 2-4')}")
+    if overcommit:
+        directives.append("#SBATCH --overcommit")
+    if mem_per_cpu is not None:
+        directives.append(f"#SBATCH --mem-per-cpu={_check(mem_per_cpu, _MEM, 'mem-per-cpu', '2G or 1500M')}")
+    return directives
+
+
+def _render_table(configs: list, seeds: str | None, ntasks: int | None, time: str, array: str | None,
+                  partition: str | None, job_name: str | None, launcher: str, nodes: int | str | None,
+                  overcommit: bool, mem_per_cpu: str | None, server_node: bool, train_args: Sequence[str],
+                  command: str | None, script_path: str | Path | None) -> str:
+    """The configs x seeds array script of :func:`render_sbatch` (``seeds``, or several configs)."""
+    if seeds is None:
+        raise ValueError(f"{len(configs)} configs: give their seeds with --seeds, e.g. 0-2 (one array job "
+                         f"over configs x seeds: task i runs config i // n_seeds with seed i % n_seeds)")
+    if array is not None:
+        raise ValueError(f"array {array!r}: with --seeds the array runs over configs x seeds and is numbered "
+                         f"by the script; give the seeds with --seeds only")
+    if server_node:
+        raise ValueError(f"seeds {seeds!r}: SLURM cannot run a heterogeneous job (--server-node) as an array; "
+                         f"submit one job per config and seed with -- --seed N")
+    if not configs:
+        raise ValueError("no config given")
+    for arg in train_args:
+        if arg.split("=")[0] in ("--seed", "--config", "--output"):
+            raise ValueError(f"-- {arg}: each array task sets its own --config, --seed and --output "
+                             f"(from --config and --seeds)")
+    seed_list = parse_seeds(seeds)
+    ranks, notes = {}, []  # config -> (ranks, clients); each config's clients per domain
+    for config in configs:
+        domains = clients_in(config)
+        n_clients = sum(domains.values())
+        ranks[str(config)] = (n_clients + 1, n_clients)
+        notes.append(", ".join(f"{d} {n}" for d, n in domains.items()))
+    first = str(configs[0])
+    for config, (r, c) in ranks.items():
+        if r != ranks[first][0]:
+            raise ValueError(f"--config {config} needs {r} MPI ranks (1 server + {c} clients) but {first} needs "
+                             f"{ranks[first][0]}: one array job has one size; render one array per rank count")
+    n_ranks, n_clients = ranks[first]
+    if ntasks is None:
+        ntasks = n_ranks
+    if int(ntasks) != n_ranks:
+        raise ValueError(f"--ntasks {ntasks}: the configs have {n_clients} clients, so train needs {n_ranks} "
+                         f"ranks (1 server + {n_clients}); omit --ntasks to use that")
+    names = [_NAME.sub("-", Path(c).stem).strip("-") or "config" for c in configs]
+    for k, name in enumerate(names):
+        if name in names[:k]:
+            other = configs[names.index(name)]
+            if str(other) == str(configs[k]):
+                raise ValueError(f"--config {other} is given twice; its runs would be the same")
+            raise ValueError(f"--config {configs[k]} and {other} are both named {name!r} in result file names; "
+                             f"give each config its own file name")
+    time = _check(time, _TIME, "time", "01:30:00 or 2-00:00:00")
+    default = Path(configs[0]).stem if len(configs) == 1 else "compare"
+    name = _NAME.sub("-", job_name or default).strip("-") or "huscf"
+    n_tasks = len(configs) * len(seed_list)
+    directives = _directives(f"0-{n_tasks - 1}", partition, nodes, overcommit, mem_per_cpu)
+    plural = "s" if len(seed_list) > 1 else ""
+    ranks_text = (f"{ntasks} MPI ranks per run (1 server + {n_clients} clients), {len(configs)} "
+                  f"config{'s' if len(configs) > 1 else ''} x {len(seed_list)} seed{plural}: "
+                  f"one array job of {n_tasks} runs")
+    launch = "srun --mpi=pmi2" if launcher == "srun" else 'mpiexec -n "$SLURM_NTASKS"'
+    return _TABLE_TEMPLATE.format(
+        ranks_text=ranks_text, command=command or f"render_sbatch({[str(c) for c in configs]!r}, ...)",
+        script_hint=str(script_path) if script_path else "<this script>", job_name=name, ntasks=ntasks, time=time,
+        log="results/%x-%A_%a.out", extra_directives="\n".join(directives) + "\n",
+        table=seed_table(configs, names, seed_list, notes),
+        output=f"results/{name}-${{SLURM_ARRAY_JOB_ID}}-${{NAME}}-s${{SEED}}.h5", launch=launch,
+        train_args="".join(" " + shlex.quote(a) for a in train_args))
 
 
 def _render_server_node(common: dict, ranks_text: str, client_directives: list[str], partition: str | None,

@@ -9,14 +9,15 @@ import shutil
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from huscf_mpi.analysis import make_table
+from huscf_mpi.analysis import exposure_summary, make_table
 from huscf_mpi.analysis.plots import FIGURES
 from huscf_mpi.cli import main
-from huscf_mpi.results import ResultWriter
+from huscf_mpi.results import ResultWriter, summary
 from huscf_mpi.slurm import render_sbatch
 
 DOMAINS = ["mnist", "fashion_mnist"]
@@ -32,8 +33,8 @@ WALL = {("fixed", 0): [1.0, 2.0, 3.0], ("fixed", 1): [2.0, 2.0, 2.0],  # sums 6 
 BYTES_PER_RANK_ROUND = {"fixed": 2**20, "umax": 2 * 2**20}  # -> MiB moved = R * ranks * this / 2**20
 
 
-def config(kind: str, seed: int, scenario: int = 3, width: float = 0.25) -> dict:
-    return {"name": f"{kind}", "seed": seed, "output": f"results/{kind}-s{seed}.h5",
+def config(kind: str, seed: int, scenario: int = 3, width: float = 0.25, name: str | None = None) -> dict:
+    return {"name": name or kind, "seed": seed, "output": f"results/{kind}-s{seed}.h5",
             "data": {"root": None, "domains": {"mnist": 2, "fashion_mnist": 2}, "scenario": scenario,
                      "max_samples_per_client": 640},
             "model": {"architecture": "cgan28", "width": width},
@@ -42,10 +43,30 @@ def config(kind: str, seed: int, scenario: int = 3, width: float = 0.25) -> dict
             "cuts": CUTS[kind]}
 
 
-def write_run(path, kind: str, seed: int, fail: bool = False, profiles: bool = False, **cfg):
+# /exposure of a HuSCF-GAN-like run: (payload, plane, sender, receiver, messages, bytes).
+EXPOSURE = [
+    ("smashed_data", "protocol", "client", "server", 256, 256 * 2**14),
+    ("smashed_data", "protocol", "server", "client", 256, 256 * 2**14),
+    ("image_gradients", "protocol", "server", "client", 0, 0),  # a zero row: nothing moved
+    ("parameters", "protocol", "client", "server", 12, 3 * 2**20),
+    ("parameters", "protocol", "server", "client", 12, 3 * 2**20),
+    ("synthetic_images", "evaluation", "client", "server", 2, 2048),
+    ("losses", "report", "client", "server", 12, 96),  # report plane: harness traffic, not counted
+    ("probe", "setup", "server", "client", 4, 4096),
+]
+
+
+def exposure_table(rows=EXPOSURE) -> dict:
+    cols = ("payload", "plane", "sender", "receiver", "messages", "bytes")
+    return {c: [r[i] for r in rows] for i, c in enumerate(cols)}
+
+
+def write_run(path, kind: str, seed: int, fail: bool = False, profiles: bool = False, strategy: str | None = "huscf",
+              exposure=None, **cfg):
     w = ResultWriter(path)
+    extra = {"strategy": strategy} if strategy else {}  # None: a file from before strategies were recorded
     w.write_provenance(config_yaml=yaml.safe_dump(config(kind, seed, **cfg), sort_keys=False), seed=seed,
-                       n_ranks=N_CLIENTS + 1, hosts=["node"] * (N_CLIENTS + 1), slurm_job_id="", strategy="huscf")
+                       n_ranks=N_CLIENTS + 1, hosts=["node"] * (N_CLIENTS + 1), slurm_job_id="", **extra)
     w.write_array("domains", DOMAINS)
     w.write_table("partition", {"client": [1, 2, 3, 4], "domain": ["mnist", "mnist", "fashion_mnist", "fashion_mnist"],
                                 "size": [640] * 4, "excluded_labels": [""] * 4})
@@ -70,6 +91,8 @@ def write_run(path, kind: str, seed: int, fail: bool = False, profiles: bool = F
         w.append("rounds/bytes_received", np.full(N_CLIENTS + 1, BYTES_PER_RANK_ROUND[kind], dtype=np.int64))
         for j, d in enumerate(DOMAINS):
             w.append(f"samples/{d}", np.full((20, 16), 40 * (r + 1) + j, np.uint8))
+    if exposure is not None:
+        w.write_table("exposure", exposure_table(exposure))
     for j, d in enumerate(DOMAINS):
         w.set_attrs(f"final/{d}", accuracy=ACC[key][j], precision=ACC[key][j] - 1,
                     recall=ACC[key][j] - 2, f1=ACC[key][j] - 3, fpr=FPR[key][j],
@@ -231,6 +254,124 @@ def test_plots(tmp_path, files):
     assert res.output.split() == [str(p) for p in written]
     for p in written:
         assert p.stat().st_size > 3000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------ strategies and who saw what
+def test_exposure_summary_hand_built():
+    assert exposure_summary(pd.DataFrame(exposure_table())) == "synth c→s; smashed c↔s; params c↔s"
+    rows = [("parameters", "protocol", "client", "server", 3, 30),  # one way only, twice (summed)
+            ("parameters", "evaluation", "client", "server", 1, 10),
+            ("image_gradients", "protocol", "server", "client", 5, 50),
+            ("real_labels", "protocol", "client", "client", 1, 8),
+            ("mystery", "protocol", "server", "client", 1, 1),  # unknown classes come last
+            ("raw_images", "report", "client", "server", 1, 784)]  # report plane: not counted
+    assert exposure_summary(pd.DataFrame(exposure_table(rows))) == \
+        "labels c→c; grads s→c; params c→s; mystery s→c"
+    assert exposure_summary(pd.DataFrame(exposure_table(EXPOSURE[-2:]))) == "none"  # report and setup only
+    assert exposure_summary(pd.DataFrame(exposure_table([]))) == "none"
+
+
+def test_show_who_saw_what(tmp_path):
+    path = tmp_path / "run.h5"
+    w = ResultWriter(path)
+    w.write_provenance(config_yaml=yaml.safe_dump(config("fixed", 0)), seed=0, strategy="huscf")
+    w.write_table("ledger", {"receiver": [0, 0, 1, 2], "kind": ["g_smashed", "params_up", "params_down", "params_down"],
+                             "plane": ["protocol"] * 4,
+                             "payload": ["smashed_data", "parameters", "parameters", "parameters"],
+                             "source": [1, 1, 0, 0], "shape": ["64x128x7x7", "1024", "1024", "1024"],
+                             "dtype": ["float32"] * 4, "count": [3, 1, 1, 1], "bytes": [6000, 4096, 4096, 4096]})
+    w.write_table("exposure", exposure_table())
+    w.close()
+    res = CliRunner().invoke(main, ["show", str(path)])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    start = lines.index("who saw what (protocol and evaluation planes, from /exposure):")
+    assert lines[start + 1:start + 9] == [
+        "  raw_images: none left its owner",
+        "  real_labels: none left its owner",
+        "  synthetic_images: client → server 2 msgs 2.0 KiB [evaluation]",
+        "  sampled_labels: none left its owner",
+        "  smashed_data: client → server 256 msgs 4.0 MiB; server → client 256 msgs 4.0 MiB",
+        "  image_gradients: none left its owner",
+        "  parameters: client → server 12 msgs 3.0 MiB; server → client 12 msgs 3.0 MiB",
+        "  losses: none left its owner",
+    ]
+    assert not any(ln.startswith(("  metrics:", "  probe:")) for ln in lines[start:])
+    # the ledger, split by receiver, kinds tagged with their payload class
+    assert "messages received by the server, by kind:" in lines
+    assert "  g_smashed (smashed_data): 3 messages, 5.9 KiB (6000 B)" in lines
+    assert "messages received by the clients (2 ranks), by kind:" in lines
+    assert "  params_down (parameters): 2 messages, 8.0 KiB (8192 B)" in lines
+
+
+def test_file_without_exposure_still_works(tmp_path, files):
+    text = summary(files[0])
+    assert "who saw what" not in text and "status: complete" in text
+    plain, notes = make_table(files)
+    with_flag, notes = make_table(files, exposure=True)
+    assert with_flag == plain  # no file has /exposure: the column is left out, with a note
+    assert notes == ["who saw what: no file has an /exposure table; column left out"]
+    res = CliRunner().invoke(main, ["tables", *map(str, files), "--exposure"])
+    assert res.exit_code == 0 and "no file has an /exposure table" in res.output
+
+
+def test_tables_exposure_column(tmp_path, files):
+    files = [write_run(tmp_path / f"x{s}.h5", "fixed", s, exposure=EXPOSURE) for s in (0, 1)] + files[2:]
+    text, notes = make_table(files, exposure=True, metrics="accuracy")
+    rows = md_rows(text)
+    assert list(rows[0])[-1] == "who saw what"
+    assert rows[0]["who saw what"] == "synth c→s; smashed c↔s; params c↔s"
+    assert rows[1]["who saw what"] == "–"  # runs without /exposure
+    assert notes == ["who saw what: 2 run(s) have no /exposure table (written before it existed)"]
+    csv_rows = list(csv.DictReader(io.StringIO(make_table(files, exposure=True, fmt="csv")[0])))
+    assert csv_rows[0]["exposure"] == "synth c→s; smashed c↔s; params c↔s" and csv_rows[1]["exposure"] == ""
+    latex = make_table(files, exposure=True, fmt="latex")[0]
+    assert r"smashed c$\leftrightarrow$s" in latex and r"synth c$\to$s" in latex
+    assert "who saw what" not in make_table(files)[0]  # opt-in
+    res = CliRunner().invoke(main, ["tables", *map(str, files), "--exposure", "--metrics", "accuracy"])
+    assert res.exit_code == 0 and "| synth c→s; smashed c↔s; params c↔s |" in res.output
+
+
+def test_tables_label_by_strategy(tmp_path, files):
+    runs = [write_run(tmp_path / f"h{s}.h5", "fixed", s, name="huscf") for s in (0, 1)]
+    runs.append(write_run(tmp_path / "noclust.h5", "umax", 0, name="huscf-noclust"))
+    runs += [write_run(tmp_path / f"f{s}.h5", "fixed", s, name="fedgan", strategy="fedgan") for s in (0, 1)]
+    runs.append(write_run(tmp_path / "md.h5", "fixed", 0, name="mdgan", strategy="mdgan"))
+    runs.append(write_run(tmp_path / "central.h5", "fixed", 0, name="central", strategy="centralized"))
+    text, _ = make_table(runs, metrics="accuracy")
+    assert [r["configuration"] for r in md_rows(text)] == [
+        "HuSCF-GAN (huscf)", "HuSCF-GAN (huscf-noclust)", "FedGAN", "MD-GAN", "Centralized"]
+    assert [r["n"] for r in md_rows(text)] == ["2", "1", "2", "1", "1"]
+    rows = list(csv.DictReader(io.StringIO(make_table(runs, fmt="csv", reference="paper")[0])))
+    assert [r["strategy"] for r in rows] == ["huscf", "huscf", "fedgan", "mdgan", "centralized", "huscf"]
+    # runs of one strategy that differ by config but not by name: the differing field follows the name
+    wide = write_run(tmp_path / "fw.h5", "fixed", 0, name="fedgan", strategy="fedgan", width=0.5)
+    labels = [r["configuration"] for r in md_rows(make_table(runs[:2] + runs[3:5] + [wide])[0])]
+    assert labels == ["HuSCF-GAN, model.width=0.25", "FedGAN, model.width=0.25", "FedGAN, model.width=0.5"]
+    # --by strategy,name; and one strategy only: labels as before strategies existed
+    labels = [r["configuration"] for r in md_rows(make_table(files, by=["strategy", "name", "cuts"])[0])]
+    assert labels == ["HuSCF-GAN (fixed), cuts=[2,4,1,5]", "HuSCF-GAN (umax), cuts=uniform-max"]
+    assert [r["configuration"] for r in md_rows(make_table(runs[:3])[0])] == ["cuts=[2,4,1,5]", "cuts=uniform-max"]
+
+
+def test_old_files_without_strategy_are_huscf(tmp_path):
+    old = write_run(tmp_path / "old.h5", "fixed", 0, strategy=None)
+    new = write_run(tmp_path / "new.h5", "fixed", 1)
+    fed = write_run(tmp_path / "fed.h5", "fixed", 0, strategy="fedgan")
+    rows = md_rows(make_table([old, new, fed], metrics="accuracy")[0])
+    assert [(r["configuration"], r["n"]) for r in rows] == [("HuSCF-GAN", "2"), ("FedGAN", "1")]
+
+
+def test_plot_legends_by_strategy(tmp_path, files, monkeypatch):
+    from huscf_mpi.analysis import plots
+
+    runs = files[:2] + [write_run(tmp_path / "fed.h5", "fixed", 0, strategy="fedgan")]
+    labels = []
+    monkeypatch.setattr(plots, "_line_band", lambda ax, i, label, *a: labels.append(label))
+    monkeypatch.setattr(plots, "FIGURES", {"losses.png": plots._losses})
+    written, _ = plots.plot_all(runs, tmp_path / "fig")
+    assert [p.name for p in written] == ["losses.png"]
+    assert sorted(set(labels)) == ["FedGAN", "HuSCF-GAN"]
 
 
 def _cfg(tmp_path, clients: int = 2):

@@ -11,6 +11,7 @@ import torch
 from huscf_mpi.cuts import (BlockCosts, GAConfig, assign_profiles, block_costs, cuts_command, exhaustive_best,
                             iteration_latency, latency_breakdown, latency_fitness, load_devices, run_ga,
                             uniform_assignments)
+from huscf_mpi.cuts.latency import LatencyRules
 from huscf_mpi.models import get_architecture, valid_net_cuts
 
 torch.set_num_threads(1)
@@ -169,14 +170,24 @@ def test_latency_shared_server_block_and_server_link():
     np.testing.assert_allclose(fast[0], d)
 
 
-def loop_latency(cut_rows, costs, flops, link, server):
-    """Straightforward per-individual model (SPEC §5), written independently of the vectorised one."""
+def loop_latency(cut_rows, costs, flops, link, server, server_d_once=False, block2_from_l_minus_1=False,
+                 download_link=None):
+    """Straightforward per-individual model (SPEC §5), written independently of the vectorised one.
+
+    The keywords switch on the original's three choices: server-side D compute counted once,
+    server block 2's backward charged g_{L-1}, every download at ``download_link`` bytes/s.
+    """
     total = 0.0
     for k, net in enumerate(("g", "d")):
         m = 3 if net == "d" else 1
+        ms = 1 if server_d_once else m
         c = costs[net]
         L = c.n_blocks
         f, g, s = list(c.forward_flops), list(c.backward_flops), list(c.output_bytes)
+        gs = list(g)
+        if block2_from_l_minus_1:
+            gs[1] = g[L - 2]
+        down = [download_link or link[i] for i in range(len(cut_rows))]
         heads = [int(r[2 * k]) for r in cut_rows]
         tails = [int(r[2 * k + 1]) for r in cut_rows]
         n = len(cut_rows)
@@ -187,9 +198,9 @@ def loop_latency(cut_rows, costs, flops, link, server):
         for b in range(2, L):
             members = [i for i in clients if heads[i] < b < tails[i]]
             ready = [arrive[i] for i in clients if heads[i] == b - 1]
-            t = max([t] + ready) + m * len(members) * f[b - 1] / server
+            t = max([t] + ready) + ms * len(members) * f[b - 1] / server
             fin[b] = t
-        total += max(fin[tails[i] - 1] + m * (s[tails[i] - 2] / link[i] + sum(f[tails[i] - 1:]) / flops[i])
+        total += max(fin[tails[i] - 1] + m * (s[tails[i] - 2] / down[i] + sum(f[tails[i] - 1:]) / flops[i])
                      for i in clients)
         # backward
         up = [m * (sum(g[tails[i] - 1:]) / flops[i] + s[tails[i] - 2] / link[i]) for i in clients]
@@ -197,9 +208,9 @@ def loop_latency(cut_rows, costs, flops, link, server):
         for b in range(L - 1, 1, -1):
             members = [i for i in clients if heads[i] < b < tails[i]]
             ready = [up[i] for i in clients if tails[i] == b + 1]
-            t = max([t] + ready) + m * len(members) * g[b - 1] / server
+            t = max([t] + ready) + ms * len(members) * gs[b - 1] / server
             fin[b] = t
-        total += max(fin[heads[i] + 1] + m * (s[heads[i] - 1] / link[i] + sum(g[:heads[i]]) / flops[i])
+        total += max(fin[heads[i] + 1] + m * (s[heads[i] - 1] / down[i] + sum(g[:heads[i]]) / flops[i])
                      for i in clients)
     return total
 
@@ -248,6 +259,122 @@ def test_reference_quirks_are_corrected(paper_costs, paper_devices):
     server_g = 2 * (paper_costs["g"].forward_flops[1:4].sum() + paper_costs["g"].backward_flops[1:4].sum())
     server_d = 2 * (paper_costs["d"].forward_flops[1:4].sum() + paper_costs["d"].backward_flops[1:4].sum())
     assert diff == pytest.approx((server_g + 3 * server_d) / server.flops_per_s, rel=1e-5)
+
+
+# ------------------------------------------------ reference latency model (the original's, SPEC §5)
+
+def five_block_costs(mode="custom"):
+    g = BlockCosts([100, 200, 300, 400, 500], [200, 400, 600, 800, 1000], [50, 20, 100, 50, 10], mode=mode)
+    d = BlockCosts([100, 300, 600, 300, 50], [100, 600, 1200, 900, 100], [200, 20, 40, 20, 4], mode=mode)
+    return {"g": g, "d": d}
+
+
+# Client A: 50 FLOP/s, link 100 B/s; client B: 200 FLOP/s, link 50 B/s; server 1000 FLOP/s, link 200 B/s.
+# G: A (1, 5), B (2, 4); D: A (1, 4), B (2, 5). Five blocks each, so block L-1 = 4.
+FIVE_CUTS = np.array([[[1, 5, 1, 4], [2, 4, 2, 5]]])
+FIVE_RATES = ([50.0, 200.0], [100.0, 50.0], 1000.0, 200.0)
+# Hand computation. P_2 = {A}, P_3 = {A, B}, P_4 = {A} in G and {B} in D.
+# G forward: arrivals A 100/50+50/100 = 2.5 (h=1), B 300/200+20/50 = 1.9 (h=2); F_2 = 2.5+200/1000 = 2.7,
+#   F_3 = max(2.7, 1.9)+2*300/1000 = 3.3, F_4 = 3.3+400/1000 = 3.7;
+#   tails A 3.7 + 50/100 + 500/50 = 14.2, B 3.3 + 100/50 + 900/200 = 9.8          -> 14.2
+#   downloads at 200 B/s: A 3.7 + 0.25 + 10 = 13.95, B 3.3 + 0.5 + 4.5 = 8.3      -> 13.95
+# G backward: uploads A 1000/50+50/100 = 20.5 (t=5), B 1800/200+100/50 = 11 (t=4);
+#   B_4 = 20.5+0.8 = 21.3, B_3 = max(21.3, 11)+2*600/1000 = 22.5, B_2 = 22.5+400/1000 = 22.9;
+#   heads A 22.9 + 50/100 + 200/50 = 27.4, B 22.5 + 20/50 + 600/200 = 25.9           -> 27.4
+#   block 2 charged g_4 = 800: B_2 = 23.3, A 27.8                                      -> 27.8
+#   downloads at 200: A 22.9 + 0.25 + 4 = 27.15, B 22.5 + 0.1 + 3 = 25.6              -> 27.15
+#   both: A 23.3 + 0.25 + 4 = 27.55                                                   -> 27.55
+# D forward (x3): arrivals A 3*(100/50+200/100) = 12, B 3*(400/200+20/50) = 7.2;
+#   server x3: F_2 = 12+3*300/1000 = 12.9, F_3 = 12.9+3*2*600/1000 = 16.5, F_4 = 16.5+0.9 = 17.4;
+#     tails A (t=4) 16.5 + 3*(40/100+350/50) = 38.7, B (t=5) 17.4 + 3*(20/50+50/200) = 19.35  -> 38.7
+#   server x1: F_2 = 12.3, F_3 = 13.5, F_4 = 13.8; A 13.5 + 22.2 = 35.7                -> 35.7
+#   downloads at 200: A 16.5 + 3*(40/200+7) = 38.1                                     -> 38.1
+#   both: A 13.5 + 21.6 = 35.1, B 13.8 + 3*(20/200+0.25) = 14.85                       -> 35.1
+# D backward (x3): uploads A 3*(1000/50+40/100) = 61.2 (t=4), B 3*(100/200+20/50) = 2.7 (t=5);
+#   server x3: B_4 = 2.7+3*900/1000 = 5.4, B_3 = 61.2+3*2*1200/1000 = 68.4, B_2 = 68.4+3*600/1000 = 70.2;
+#     heads A 70.2 + 3*(200/100+100/50) = 82.2, B 68.4 + 3*(20/50+700/200) = 80.1     -> 82.2
+#   server x1: B_4 = 3.6, B_3 = 63.6, B_2 = 64.2; A 76.2, B 75.3                        -> 76.2
+#   block 2 charged g_4 = 900: B_2 = 68.4+3*900/1000 = 71.1, A 83.1                     -> 83.1
+#   downloads at 200: A 70.2 + 3*(1+2) = 79.2, B 68.4 + 3*(0.1+3.5) = 79.2              -> 79.2
+#   all three: B_2 = 63.6+0.9 = 64.5, A 64.5 + 9 = 73.5, B 63.6 + 10.8 = 74.4          -> 74.4
+FIVE_DEFAULT = [14.2, 38.7, 27.4, 82.2]
+
+
+@pytest.mark.parametrize("rules, want", [
+    (LatencyRules(), FIVE_DEFAULT),
+    (LatencyRules(server_d_passes=False), [14.2, 35.7, 27.4, 76.2]),
+    (LatencyRules(block2_backward_from_l_minus_1=True), [14.2, 38.7, 27.8, 83.1]),
+    (LatencyRules(downloads_at_server_link=True), [13.95, 38.1, 27.15, 79.2]),
+    (LatencyRules.reference(), [13.95, 35.1, 27.55, 74.4]),
+])
+def test_reference_rules_by_hand(rules, want):
+    terms = latency_breakdown(FIVE_CUTS, five_block_costs(), *FIVE_RATES, rules=rules)[0]
+    np.testing.assert_allclose(terms, want, rtol=1e-12)
+
+
+def test_reference_costs_select_reference_rules():
+    ref, custom = five_block_costs("reference"), five_block_costs()
+    np.testing.assert_allclose(latency_breakdown(FIVE_CUTS, ref, *FIVE_RATES)[0], [13.95, 35.1, 27.55, 74.4],
+                               rtol=1e-12)
+    np.testing.assert_allclose(latency_breakdown(FIVE_CUTS, custom, *FIVE_RATES)[0], FIVE_DEFAULT, rtol=1e-12)
+    # An explicit rule set wins over the costs' mode.
+    np.testing.assert_allclose(latency_breakdown(FIVE_CUTS, ref, *FIVE_RATES, rules=LatencyRules())[0],
+                               FIVE_DEFAULT, rtol=1e-12)
+    assert LatencyRules.for_costs(block_costs(ARCH, 0.25, 2, "true")) == LatencyRules()
+    assert LatencyRules.for_costs(block_costs(ARCH, 0.25, 2, "reference")) == LatencyRules.reference()
+    with pytest.raises(ValueError, match="reference mode"):
+        latency_breakdown(FIVE_CUTS, {"g": ref["g"], "d": custom["d"]}, *FIVE_RATES)
+    # Without a server link there is nothing to charge downloads at: they run at the client's link.
+    no_link = latency_breakdown(FIVE_CUTS, ref, *FIVE_RATES[:3])[0]
+    np.testing.assert_allclose(no_link, latency_breakdown(FIVE_CUTS, custom, *FIVE_RATES[:3], rules=LatencyRules(
+        server_d_passes=False, block2_backward_from_l_minus_1=True))[0], rtol=1e-12)
+
+
+def test_vectorised_reference_latency_equals_per_individual_loop():
+    rng = np.random.default_rng(11)
+    costs = {"g": BlockCosts(rng.uniform(1e8, 4e9, 5), rng.uniform(1e8, 8e9, 5), rng.uniform(1e4, 1e7, 5)),
+             "d": BlockCosts(rng.uniform(1e8, 4e9, 6), rng.uniform(1e8, 8e9, 6), rng.uniform(1e4, 1e7, 6))}
+    flops = np.array([1e9, 5e10, 1e9, 2e10, 5e10, 1e9, 3e9])
+    link = np.array([5e7, 1e9, 5e7, 3e8, 1e9, 1e8, 5e7])
+    cuts = random_valid_cuts(rng, 200, 7, 5, 6)
+    got = iteration_latency(cuts, costs, flops, link, 6.72e11, 1e9, rules=LatencyRules.reference())
+    want = [loop_latency(c, costs, flops, link, 6.72e11, server_d_once=True, block2_from_l_minus_1=True,
+                         download_link=1e9) for c in cuts]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_reference_model_on_paper_costs(paper_devices):
+    clients, server = paper_devices
+    ref = block_costs(ARCH, 1.0, 64, "reference")
+    fit = latency_fitness(ref, clients[:2], server)
+    cuts = np.array([[[1, 5, 1, 5], [1, 5, 1, 5]]])
+    # As test_reference_quirks_are_corrected, in reference mode: the server's compute is G once and
+    # D once (not 3 times), and its block-2 backward costs block 4's backward FLOPs.
+    fast_server = type(server)("fast", server.mhz * 1e6, server.flops_per_cycle, server.link_bytes_per_s)
+    diff = fit(cuts)[0] - latency_fitness(ref, clients[:2], fast_server)(cuts)[0]
+    server_flops = sum(2 * (ref[n].forward_flops[1:4].sum() + ref[n].backward_flops[[3, 2, 3]].sum())
+                       for n in ("g", "d"))
+    assert diff == pytest.approx(server_flops / server.flops_per_s, rel=1e-5)
+    # Downloads at the server's 1 GB/s: with every client's and the server's compute made free,
+    # only the transfers are left; D moves 3x, uploads at the client's link.
+    free = [type(c)(c.name, c.mhz * 1e9, c.flops_per_cycle, c.link_bytes_per_s) for c in clients[:2]]
+    comm = latency_fitness(ref, free, fast_server)(cuts)[0]
+    slow = min(c.link_bytes_per_s for c in clients[:2])
+    s1, s4 = {n: ref[n].output_bytes[0] for n in "gd"}, {n: ref[n].output_bytes[3] for n in "gd"}
+    fast = server.link_bytes_per_s  # uploads at the slower client's link, downloads at 1 GB/s:
+    want = sum(m * (s1[n] / slow + s4[n] / fast + s4[n] / slow + s1[n] / fast) for n, m in (("g", 1), ("d", 3)))
+    assert comm == pytest.approx(want, rel=1e-5)
+
+
+def test_default_model_unchanged_on_paper_problem(paper_costs, paper_devices):
+    # Pinned figure of benchmarks/README.md: the best uniform assignment of the 80-client paper
+    # problem under true FLOPs and the corrected model is (1,5,1,5) at 9.7213 s.
+    clients, server = paper_devices
+    by = {c.name: c for c in clients}
+    fit = latency_fitness(paper_costs, [by[n] for n in assign_profiles(80, clients, seed=0)], server)
+    vectors, lat = uniform_assignments(fit, paper_choices(), 80)
+    assert tuple(vectors[int(np.argmin(lat))]) == (1, 5, 1, 5)
+    assert lat.min() == pytest.approx(9.7213, abs=5e-5)
 
 
 def test_consolidating_a_profile_never_hurts():

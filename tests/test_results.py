@@ -27,7 +27,10 @@ ARI = np.array([0.1, 0.5, 1.0])
 BYTES_SENT = np.arange(R * N_RANKS, dtype=np.int64).reshape(R, N_RANKS) * 1000
 SAMPLES = {d: (np.arange(R * 6 * 8).reshape(R, 6, 8) * (i + 1) % 256).astype(np.uint8) for i, d in enumerate(DOMAINS)}
 LEDGER = {
+    "receiver": [0, 0, 0, 0],
     "kind": ["smashed", "smashed", "grad", "weights"],
+    "plane": ["protocol"] * 4,
+    "payload": ["smashed_data", "smashed_data", "smashed_data", "parameters"],
     "source": [1, 2, 1, 3],
     "shape": [(64, 128, 7, 7), (64, 128, 7, 7), "64x1", "1024"],
     "dtype": ["float32"] * 4,
@@ -240,7 +243,7 @@ def test_summary_contains_key_figures(run_file):
     assert "rounds: 3" in text and "GS/fmnist" in text and "ARI" in text
     # mean D loss of round 2 = mean(LOSS_D[2]) = 0.95
     assert f"{LOSS_D[2].mean():.4g}" in text
-    assert "smashed: 6 messages, 5.9 KiB (6000 B)" in text and "grad: 2 messages" in text
+    assert "smashed (smashed_data): 6 messages, 5.9 KiB (6000 B)" in text and "grad (smashed_data): 2 messages" in text
     assert "total: 9 messages, 10.4 KiB" in text
     assert f"bytes sent {BYTES_SENT.sum() / 1024:.1f} KiB ({BYTES_SENT.sum()} B)" in text
     assert "wall 6.000 s" in text

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
-from huscf_mpi.comm import Kind
+from huscf_mpi.comm import exposure_set
+from huscf_mpi.comm.kinds import REGISTRY
+from huscf_mpi.strategies.huscf import STRATEGY as HUSCF
 from huscf_mpi.models import get_architecture
 from huscf_mpi.results import ResultFile
 from huscf_mpi.roles.reports import ROUND_STATS, SCALARS
@@ -86,7 +88,9 @@ def test_ledger_shows_only_smashed_data_gradients_and_parameters(two_runs):
     """Nothing image-, label- or loss-shaped reached the server on the protocol plane."""
     r = ResultFile(two_runs[0])
     ledger = r.table("ledger")
+    ledger = ledger[ledger["receiver"] == 0]
     assert set(ledger["source"]) == {1, 2}
+    kinds_by_name = {k.name: k for k in REGISTRY.values()}
     arch, width, B = get_architecture("cgan28"), TINY["model"]["width"], TINY["training"]["batch_size"]
     image = tuple(arch.image_shape)
     allowed = {(B, *s) for net in "gd" for s in arch.output_shapes(net, width)[:-1]}
@@ -95,9 +99,10 @@ def test_ledger_shows_only_smashed_data_gradients_and_parameters(two_runs):
     for row in ledger.itertuples():
         shape = tuple(int(v) for v in row.shape.split("x"))
         kinds.add(row.kind)
-        assert row.plane == Kind[row.kind.upper()].plane
+        assert (row.plane, row.payload) == (kinds_by_name[row.kind].plane, kinds_by_name[row.kind].payload)
         if row.plane == "report":
-            assert row.dtype == "float64" and shape in {(len(ROUND_STATS),), (len(SCALARS),)}, row
+            iters = TINY["training"]["iterations_per_epoch"] * TINY["training"]["local_epochs"]
+            assert row.dtype == "float64" and shape in {(len(ROUND_STATS),), (len(SCALARS),), (iters,)}, row
             continue
         assert row.dtype == "float32", row
         assert shape[-3:] != image and shape != (B,) and shape != (B, 1), row
@@ -107,6 +112,9 @@ def test_ledger_shows_only_smashed_data_gradients_and_parameters(two_runs):
             assert shape in allowed, row
     assert {"g_smashed", "d_real_smashed", "g_body_grad", "params_up", "eval_smashed"} <= kinds
     assert "sample_grid" not in kinds  # evaluation.sample_grid is off in TINY
+    # The result file's who-saw-what (all ranks' ledgers) is exactly what HuSCF-GAN documents.
+    assert exposure_set(r.table("exposure").to_dict("list")) == HUSCF.exposure(None)
+    assert r.provenance["strategy"] == "huscf" and r.provenance["fake_labels"] == "real"
 
 
 def _one_error_line(proc) -> str:

@@ -13,7 +13,10 @@
 - ``clusters.png``: cluster label of every client in every round (clients × rounds).
 - ``samples.png``: the last round's sample grid per domain (columns) and group (rows).
 
-A figure whose data no file has is skipped (and named in the returned notes).
+A figure whose data no file has is skipped (and named in the returned notes). Lines, legends
+and panel titles carry the group labels of :func:`.grouping.label_groups`, as table rows do:
+with several strategies, their readable names (HuSCF-GAN, FedGAN, MD-GAN, Centralized), plus the
+run name where runs of one strategy differ by name (ablations).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
 from ..results import ResultFile  # noqa: E402
-from .tables import Group, group_runs, label_groups, load_runs  # noqa: E402
+from .grouping import Group, group_runs, label_groups  # noqa: E402
+from .runs import load_runs  # noqa: E402
 
 MAX_PANELS = 6  # per figure; more groups than this are cut (and noted) to keep figures legible
 DPI = 100

@@ -1,6 +1,7 @@
 """Transport seam: message kinds (one MPI tag each), buffered MPI point-to-point, the ledger."""
-from .kinds import Kind
-from .ledger import Ledger
+from . import kinds
+from .kinds import Kind, kind
+from .ledger import Ledger, exposure_set, exposure_table, ledger_table
 from .transport import MPITransport
 
-__all__ = ["Kind", "Ledger", "MPITransport"]
+__all__ = ["kinds", "Kind", "kind", "Ledger", "MPITransport", "ledger_table", "exposure_table", "exposure_set"]

@@ -1,55 +1,83 @@
-"""Message kinds: one MPI tag per kind (SPEC §1, ARCHITECTURE seam 1).
+"""Message kinds: one MPI tag per kind, declared by whoever sends it (ARCHITECTURE seam 1).
 
-Kinds come in two planes. The *protocol* plane is what HuSCF-GAN itself exchanges: smashed
-data, gradients with respect to smashed data, and (at federation time only) parameters. The
-*report* plane carries what the benchmark harness needs in its result file: per-round scalars
-and, when ``evaluation.sample_grid`` is on, one uint8 image grid per evaluated domain. The
-message ledger records both planes, so a reader can check that nothing image-, label- or
-loss-shaped ever travelled on the protocol plane.
+A :class:`Kind` names a message, fixes its MPI tag, its *plane* and its *payload class*:
+
+- planes: ``protocol`` (what the algorithm exchanges while training), ``evaluation`` (what
+  scoring a generator moves, e.g. a generator's parameters to an evaluating client),
+  ``report`` (what the benchmark harness needs for its result file: losses, timings, metrics,
+  the optional sample grid) and ``setup`` (link probes at start-up);
+- payload classes (:data:`PAYLOADS`): what the bytes *are*, so the result file can say who saw
+  what (issue 12, point 6): raw images, real labels, synthetic images, sampled labels,
+  smashed data (activations and gradients with respect to them), gradients with respect to
+  images, model parameters, losses, metrics, link probes.
+
+Every kind is registered once in :data:`REGISTRY` by its tag; a second kind with the same tag
+or name raises, so strategies cannot collide silently. Engine kinds live here; each strategy
+declares its own in its module (tag ranges: engine 70-79, profiling 900, HuSCF-GAN 10-69,
+FedGAN 100-119, MD-GAN 200-219, centralized 300-319, tests 1000+).
 """
 from __future__ import annotations
 
-from enum import IntEnum
+from dataclasses import dataclass
+
+PLANES = ("protocol", "evaluation", "report", "setup")
+PAYLOADS = ("raw_images", "real_labels", "synthetic_images", "sampled_labels", "smashed_data",
+            "image_gradients", "parameters", "losses", "metrics", "probe")
+
+REGISTRY: dict[int, "Kind"] = {}
 
 
-class Kind(IntEnum):
-    """Message kind; its value is the MPI tag. Direction: up = client → server."""
+@dataclass(frozen=True)
+class Kind:
+    """A message kind.
 
-    # Generator forward/backward (SPEC §1 steps 1 and 4).
-    G_SMASHED = 10          # up: output of the client's G head
-    G_BODY_OUT = 11         # down: output of the server's G body span
-    G_BODY_GRAD = 12        # up: dLoss/d(G body output), from the G tail
-    G_SMASHED_GRAD = 13     # down: dLoss/d(G head output)
-    # Discriminator on generated images (step 2).
-    D_FAKE_SMASHED = 20
-    D_FAKE_BODY_OUT = 21
-    D_FAKE_BODY_GRAD = 22
-    D_FAKE_SMASHED_GRAD = 23
-    # Discriminator on real images (step 3).
-    D_REAL_SMASHED = 30
-    D_REAL_BODY_OUT = 31
-    D_REAL_BODY_GRAD = 32
-    D_REAL_SMASHED_GRAD = 33
-    # Discriminator pass of the generator step (step 4).
-    D_GEN_SMASHED = 40
-    D_GEN_BODY_OUT = 41
-    D_GEN_BODY_GRAD = 42
-    D_GEN_SMASHED_GRAD = 43
-    # Evaluation: generation through the same U path, no gradients.
-    EVAL_SMASHED = 50
-    EVAL_BODY_OUT = 51
-    # Federation (SPEC §3): flat float32 buffers of the client-hosted blocks.
-    PARAMS_UP = 60
-    PARAMS_DOWN = 61
-    # Report plane.
-    ROUND_STATS = 70        # up: float64 scalars (mean losses, seconds, bytes) for the round
-    EVAL_SCALARS = 71       # up: float64 scalars (generation score, final metrics)
-    SAMPLE_GRID = 72        # up: uint8 grid of generated images, only if evaluation.sample_grid
+    Attributes
+    ----------
+    name : lower-case name, unique (the ledger's ``kind`` column).
+    tag : the MPI tag, unique, 0..32767 (the MPI standard's guaranteed tag range).
+    plane : one of :data:`PLANES`.
+    payload : one of :data:`PAYLOADS`.
+    """
 
-    @property
-    def plane(self) -> str:
-        return "report" if self.value >= 70 else "protocol"
+    name: str
+    tag: int
+    plane: str
+    payload: str
+
+    def __int__(self) -> int:
+        return self.tag
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        return self.name
+
+
+def kind(name: str, tag: int, plane: str, payload: str) -> Kind:
+    """Register and return a new kind. Raises ``ValueError`` on a bad plane/payload or a clash."""
+    if plane not in PLANES:
+        raise ValueError(f"kind {name}: plane {plane!r} is not one of {PLANES}")
+    if payload not in PAYLOADS:
+        raise ValueError(f"kind {name}: payload {payload!r} is not one of {PAYLOADS}")
+    if not 0 <= tag <= 32767:
+        raise ValueError(f"kind {name}: tag {tag} outside 0..32767")
+    new = Kind(name, tag, plane, payload)
+    old = REGISTRY.get(tag)
+    if old is not None and old != new:
+        raise ValueError(f"kind {name}: tag {tag} already used by {old.name}")
+    if any(k.name == name and k.tag != tag for k in REGISTRY.values()):
+        raise ValueError(f"kind {name}: name already registered with another tag")
+    REGISTRY[tag] = new
+    return new
+
+
+def by_tag(tag: int) -> Kind:
+    """The registered kind of ``tag``; ``KeyError`` if none."""
+    return REGISTRY[int(tag)]
+
+
+# Engine kinds (report plane): every client, every round; evaluating clients at evaluations.
+ROUND_STATS = kind("round_stats", 70, "report", "losses")     # float64: mean losses, seconds, bytes, memory
+EVAL_SCALARS = kind("eval_scalars", 71, "report", "metrics")  # float64: generation score, final metrics
+SAMPLE_GRID = kind("sample_grid", 72, "report", "synthetic_images")  # uint8 grid, only if evaluation.sample_grid
+ITERATION_SECONDS = kind("iteration_seconds", 73, "report", "metrics")  # float64 (iterations,): this round's
+PING = kind("ping", 900, "setup", "probe")                    # link probes of `cuts: ga` profiling

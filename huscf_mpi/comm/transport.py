@@ -7,7 +7,12 @@ caller's array or tensor when it is C-contiguous and of the declared dtype (ever
 strategy sends is a fresh autograd output or gradient), so the hot path copies nothing on the
 way out and the server, which sends to every client, holds no send buffers; anything else is
 copied into a buffer allocated on first need. Either way the hot path posts ``Isend``/``Irecv``
-on raw buffers and never pickles. The tag of a message is its kind.
+on raw buffers and never pickles. The tag of a message is its kind's tag.
+
+Device emulation lives here too: with a :class:`~huscf_mpi.cuts.emulation.Pacer` as
+``pacer``, every protocol-plane message a rank sends or receives takes at least its link time
+on the emulated device, whichever strategy sends it (report, evaluation and set-up messages
+are the harness's and are not paced).
 
 Waiting polls ``Testall`` with a short, growing sleep instead of spinning in ``Waitall``:
 with more ranks than cores (normal on a laptop) a rank that busy-waits steals the core a
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from ..cuts.emulation import NoPacer
 from .kinds import Kind
 from .ledger import Ledger
 
@@ -44,12 +50,14 @@ class MPITransport:
     comm : the communicator (rank 0 = server).
     ledger : every message sent and received, by kind, peer, shape and dtype.
     wait_seconds : wall seconds spent waiting for messages (communication + idle), cumulative.
+    pacer : paces protocol-plane messages to an emulated link (``NoPacer``: real speed).
     """
 
     comm: MPI.Comm = field(default_factory=lambda: MPI.COMM_WORLD)
     poll_sleep_max: float = 1e-3
     ledger: Ledger = field(default_factory=Ledger)
     wait_seconds: float = 0.0
+    pacer: object = field(default_factory=NoPacer)
 
     def __post_init__(self):
         self.rank = self.comm.Get_rank()
@@ -70,6 +78,20 @@ class MPITransport:
             self._send[(peer, kind)] = _Slot(shape, dtype)
         else:
             self._recv[(peer, kind)] = _Slot(shape, dtype, np.empty(shape, dtype=dtype))
+
+    def forget(self, peer: int, kind: Kind) -> None:
+        """Drop the declarations of ``kind`` with ``peer`` (both directions), after their last message.
+
+        For peers that change from round to round (MD-GAN's swap partners), so buffers for
+        past partners do not accumulate. Waits for an in-flight send of that pair first.
+        """
+        slot = self._send.pop((peer, kind), None)
+        if slot is not None and slot.request is not None:
+            self._wait([slot.request])
+            self._in_flight.pop(id(slot), None)
+        slot = self._recv.pop((peer, kind), None)
+        if slot is not None and slot.request is not None:
+            raise RuntimeError(f"rank {self.rank}: forget({peer}, {kind.name}) with a receive still posted")
 
     def declared_bytes(self) -> int:
         """Bytes of one message of every declared (peer, kind), sends and receives together."""
@@ -93,6 +115,8 @@ class MPITransport:
         src = data.detach().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
         if src.shape != slot.shape:
             raise ValueError(f"rank {self.rank}: {kind.name} to {peer} has shape {src.shape}, declared {slot.shape}")
+        if kind.plane == "protocol":
+            self.pacer.transfer(src.nbytes)  # the emulated uplink, before the real send
         if src.dtype == slot.dtype and src.flags.c_contiguous:
             buf = src
         else:
@@ -126,6 +150,8 @@ class MPITransport:
         for p, s in zip(peers, slots):
             s.request = None
             self.ledger.record("received", kind, p, s.buffer)
+            if kind.plane == "protocol":
+                self.pacer.transfer(s.buffer.nbytes)  # the emulated downlink, after the real receive
             out[p] = s.buffer
         self._sweep()
         return out

@@ -9,7 +9,7 @@ _WHERE = {
     "costs": ("COST_MODES", "BlockCosts", "block_costs"),
     "devices": ("DeviceProfile", "assign_profiles", "load_devices"),
     "ga": ("GAConfig", "GAResult", "run_ga"),
-    "latency": ("PASSES", "TERMS", "iteration_latency", "latency_breakdown", "latency_fitness"),
+    "latency": ("PASSES", "TERMS", "LatencyRules", "iteration_latency", "latency_breakdown", "latency_fitness"),
     "report": ("CutSelection", "cuts_command", "format_selection", "select_cuts", "select_for_profiles"),
     "search": ("GeneSpace", "exhaustive_best", "uniform_assignments"),
 }

@@ -14,7 +14,10 @@ Two counting modes:
 
 ``"reference"``
     The hand table of the original implementation, reproduced so a predicted latency can be
-    set beside the paper's 7.68 s. Per layer, per sample, then multiplied by ``B``:
+    set beside the paper's 7.68 s. Costs of this mode also select the original's latency
+    model (``latency.LatencyRules.reference()``: server-side D compute counted once, server
+    block 2's backward charged with block L-1's FLOPs, downloads at the server's link; SPEC §5),
+    so the whole prediction is the original's. Per layer, per sample, then multiplied by ``B``:
 
     ======================  ==========================================  ==================================
     layer                   forward                                     backward
@@ -65,6 +68,8 @@ class BlockCosts:
         also the size of the gradient w.r.t. it.
     batch_size : int, the batch B these counts are for.
     mode : ``"true"`` or ``"reference"``, how the FLOPs were counted, or ``"custom"``.
+        ``latency`` reads it: ``"reference"`` costs get the original's latency model
+        (``latency.LatencyRules.for_costs``), the others the corrected one.
     """
 
     forward_flops: np.ndarray
@@ -96,8 +101,9 @@ def block_costs(arch: Architecture, width: float = 1.0, batch_size: int = 64, mo
     arch : the architecture (e.g. ``get_architecture("cgan28")``).
     width : channel multiplier (1.0 = paper model).
     batch_size : B, samples per client batch; every count is for one batch.
-    mode : ``"true"`` (torch's FLOP counter) or ``"reference"`` (the original hand table);
-        see the module docstring for exactly what each counts.
+    mode : ``"true"`` (torch's FLOP counter) or ``"reference"`` (the original hand table,
+        and with it the original's latency model in ``latency``); see the module docstring
+        for exactly what each counts.
 
     Returns
     -------

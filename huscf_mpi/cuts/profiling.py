@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
+from ..comm.kinds import PING
 from ..models.architecture import NETS, Architecture
 
-TAG_PING = 900  # set-up only, outside the training message kinds
 
 
 @dataclass
@@ -76,9 +76,14 @@ def fit_link(nbytes: np.ndarray, seconds: np.ndarray) -> tuple[float, float]:
     return max(float(latency), 0.0), (1.0 / per_byte if per_byte > 0 else float("inf"))
 
 
-def ping_pong(comm: MPI.Comm, peer: int, sizes: list[int], repeats: int = 3, initiator: bool = True
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Round trips with ``peer`` at each size (bytes); the initiator returns (bytes, one-way s)."""
+def ping_pong(comm: MPI.Comm, peer: int, sizes: list[int], repeats: int = 3, initiator: bool = True,
+              ledger=None) -> tuple[np.ndarray, np.ndarray]:
+    """Round trips with ``peer`` at each size (bytes); the initiator returns (bytes, one-way s).
+
+    Messages are of kind :data:`~huscf_mpi.comm.kinds.PING` (set-up plane); with a ``ledger``
+    they are recorded in it like every other message.
+    """
+    tag = PING.tag
     xs, ts = [], []
     buf = np.zeros(max(sizes), np.uint8)
     for size in sizes:
@@ -86,13 +91,16 @@ def ping_pong(comm: MPI.Comm, peer: int, sizes: list[int], repeats: int = 3, ini
         for _ in range(repeats + 1):  # the first round trip of a size warms the path up
             if initiator:
                 t0 = time.perf_counter()
-                comm.Send(view, dest=peer, tag=TAG_PING)
-                comm.Recv(view, source=peer, tag=TAG_PING)
+                comm.Send(view, dest=peer, tag=tag)
+                comm.Recv(view, source=peer, tag=tag)
                 xs.append(size)
                 ts.append((time.perf_counter() - t0) / 2)
             else:
-                comm.Recv(view, source=peer, tag=TAG_PING)
-                comm.Send(view, dest=peer, tag=TAG_PING)
+                comm.Recv(view, source=peer, tag=tag)
+                comm.Send(view, dest=peer, tag=tag)
+            if ledger is not None:
+                ledger.record("sent", PING, peer, view)
+                ledger.record("received", PING, peer, view)
         if initiator:
             del xs[-repeats - 1], ts[-repeats - 1]
     return np.array(xs), np.array(ts)

@@ -23,8 +23,16 @@ final path always has ``status == "complete"``. ``docs/results.md`` is the user 
                       compute_seconds (R, n_ranks) [s], comm_seconds (R, n_ranks) [s],
                       bytes_sent (R, n_ranks) [bytes], bytes_received (R, n_ranks) [bytes]
     /samples/<domain> (R, H, W) uint8 image grid per round
-    /ledger           table, one row per (kind, source, shape, dtype): kind str, source int32,
-                      shape str ("64x128x7x7"), dtype str, bytes int64 (total), count int64
+    /ledger           table, one row per (receiver, kind, source, shape, dtype): receiver int32
+                      (rank that received), kind str ("g_smashed", "params_up", "x_fake", ...),
+                      plane str (PLANES), payload str (PAYLOADS), source int32 (sending rank),
+                      shape str ("64x128x7x7"), dtype str, count int64, bytes int64 (total).
+                      Older files lack receiver (read: 0, the server), payload (read:
+                      "unknown") and possibly plane.
+    /exposure         table, one row per (payload, plane, sender, receiver): payload str
+                      (PAYLOADS), plane str (PLANES), sender str and receiver str ("client" |
+                      "server"), messages int64, bytes int64: whether each payload class left
+                      its owner, and to whom. Absent in older files.
     /final/<domain>   group attrs: scalar final metrics (accuracy, precision, recall, f1, fpr
                       in %, generation_score, classifier_test_accuracy, fid if present, ...)
 
@@ -63,17 +71,34 @@ CUT_VECTORS = "cuts/cut_vectors"
 ROUNDS = "rounds"
 SAMPLES = "samples"
 LEDGER = "ledger"
+EXPOSURE = "exposure"
 FINAL = "final"
 DOMAINS = "domains"
 
 # Provenance attrs that hold JSON even when the caller passed them pre-encoded as text.
 JSON_PROVENANCE_KEYS = ("versions", "hosts")
 
+# Message planes and payload classes (the ledger's and exposure's ``plane`` / ``payload`` cells;
+# the engine's huscf_mpi.comm.kinds.PLANES / PAYLOADS, repeated so that readers need no MPI code).
+PLANES = ("protocol", "evaluation", "report", "setup")
+PAYLOADS = ("raw_images", "real_labels", "synthetic_images", "sampled_labels", "smashed_data",
+            "image_gradients", "parameters", "losses", "metrics", "probe")
+# "Who saw what" reads these planes (report and setup are the harness's own traffic) and always
+# reports on these classes, saying so when one never left its owner.
+EXPOSURE_PLANES = ("protocol", "evaluation")
+EXPOSURE_PAYLOADS = PAYLOADS[:8]
+# What a reader assumes for ledger columns that older files lack.
+LEDGER_DEFAULTS = {"receiver": 0, "payload": "unknown"}
+
 STR = "str"
 # Known tables: required columns and their dtypes (STR = variable-length UTF-8).
 TABLES: dict[str, dict[str, object]] = {
     PARTITION: {"client": np.int32, "domain": STR, "size": np.int64, "excluded_labels": STR},
-    LEDGER: {"kind": STR, "source": np.int32, "shape": STR, "dtype": STR, "bytes": np.int64, "count": np.int64},
+    # Older files lack receiver, payload and possibly plane; readers fill LEDGER_DEFAULTS.
+    LEDGER: {"receiver": np.int32, "kind": STR, "plane": STR, "payload": STR, "source": np.int32, "shape": STR,
+             "dtype": STR, "bytes": np.int64, "count": np.int64},
+    EXPOSURE: {"payload": STR, "plane": STR, "sender": STR, "receiver": STR, "messages": np.int64,
+               "bytes": np.int64},
 }
 # String columns whose cells may be given as sequences; they are joined with this separator.
 JOINERS = {"excluded_labels": ",", "shape": "x"}

@@ -53,11 +53,38 @@ def _sum(rf: ResultFile, name: str) -> float | None:
     return float(np.nansum(rf.array(key).astype(float)))
 
 
+def _ledger_lines(ledger: pd.DataFrame) -> list[str]:
+    """Messages received, by kind: the server's first, then the clients' (files with ``receiver``)."""
+    if not len(ledger):
+        return []
+    ledger = ledger.copy()
+    for column, default in schema.LEDGER_DEFAULTS.items():
+        if column not in ledger:
+            ledger[column] = default
+    ledger["label"] = [k if p in ("", schema.LEDGER_DEFAULTS["payload"]) else f"{k} ({p})"
+                       for k, p in zip(ledger["kind"].astype(str), ledger["payload"].astype(str))]
+    lines = []
+    is_server = ledger["receiver"].astype(int) == 0
+    for part, heading in ((ledger[is_server], "messages received by the server, by kind:"),
+                          (ledger[~is_server], "messages received by the clients ({n} ranks), by kind:")):
+        if not len(part):
+            continue
+        by_kind = part.groupby("label", sort=True)[["count", "bytes"]].sum()
+        lines.append(heading.format(n=part["receiver"].nunique()))
+        for kind, row in by_kind.iterrows():
+            lines.append(f"  {kind}: {int(row['count'])} messages, {human_bytes(row['bytes'])} ({int(row['bytes'])} B)")
+        lines.append(f"  total: {int(by_kind['count'].sum())} messages, {human_bytes(by_kind['bytes'].sum())}")
+    return lines
+
+
 def summary(path: str | Path, max_rounds: int = 20) -> str:
     """A multi-line, human-readable summary of the result file at ``path``.
 
     Works on incomplete runs too (``<path>.partial``, status "running" or "failed"),
-    which are flagged INCOMPLETE on the first line. Missing sections are skipped.
+    which are flagged INCOMPLETE on the first line. Missing sections are skipped. With an
+    ``/exposure`` table, a "who saw what" section lists, per payload class, the messages and
+    bytes that left their owner on the protocol and evaluation planes (and says "none left its
+    owner" for the private and training classes that did not).
 
     Parameters
     ----------
@@ -118,13 +145,12 @@ def summary(path: str | Path, max_rounds: int = 20) -> str:
             lines += _indent(pd.DataFrame(final).T.to_string(float_format=lambda v: f"{v:.4g}"))
 
         if schema.LEDGER in rf:
-            ledger = rf.table(schema.LEDGER)
-            if len(ledger):
-                by_kind = ledger.groupby("kind", sort=True)[["count", "bytes"]].sum()
-                lines.append("messages received by the server, by kind:")
-                for kind, row in by_kind.iterrows():
-                    lines.append(f"  {kind}: {int(row['count'])} messages, {human_bytes(row['bytes'])} ({int(row['bytes'])} B)")
-                lines.append(f"  total: {int(by_kind['count'].sum())} messages, {human_bytes(by_kind['bytes'].sum())}")
+            lines += _ledger_lines(rf.table(schema.LEDGER))
+
+        if schema.EXPOSURE in rf:
+            from ..analysis.exposure import exposure_lines
+
+            lines += exposure_lines(rf.table(schema.EXPOSURE), human_bytes)
 
         totals = []
         for name in ("bytes_sent", "bytes_received"):

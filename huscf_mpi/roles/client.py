@@ -7,54 +7,74 @@ import time
 import numpy as np
 
 from .. import seeding
-from ..comm import Kind, MPITransport
+from ..comm import MPITransport
+from ..comm.kinds import ITERATION_SECONDS, ROUND_STATS
+from ..cuts.emulation import Pacer
 from ..data import ClientBatches, load_shard, open_domain
-from ..strategies import ClientStrategy, RunInfo
-from .reports import ROUND_STATS, evaluation_due, max_rss_bytes, private_dirty_bytes
+from ..strategies import RunInfo, Strategy
+from .reports import evaluation_due, max_rss_bytes, private_dirty_bytes, round_stats_fields
 from . import preflight
 from .setup import ClientAssignment
 
 log = logging.getLogger("huscf_mpi")
 
 
-def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransport,
-               strategy_cls: type[ClientStrategy]) -> None:
+def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransport, strategy: Strategy) -> None:
     cfg, client = info.config, transport.rank
     error, evaluator = None, None
+    fields = round_stats_fields(strategy)
     try:
+        profile = info.emulated.get(client)
+        if profile is not None:  # every protocol message and paced compute section of this rank
+            transport.pacer = Pacer(profile.flops_per_s, profile.link_bytes_per_s)
         # The shard only, as uint8 (memory-mapped from the node's decoded-data cache).
         images, labels = load_shard(assignment.domain, assignment.cache, cfg.seed, assignment.indices)
         batches = ClientBatches(images, labels, cfg.training.batch_size, seeding.rng(cfg.seed, "batches", client))
-        strategy = strategy_cls(info, client, transport)
+        side = strategy.client(info, client, transport, shard=batches)
         if info.evaluators[assignment.domain] == client:
             from .evaluation import DomainEvaluator  # scikit-learn/scipy only on evaluating clients
 
             evaluator = DomainEvaluator(info, client, open_domain(assignment.domain, assignment.cache, cfg.seed),
                                         transport)
-        transport.declare(0, Kind.ROUND_STATS, (len(ROUND_STATS),), np.float64)
+        transport.declare(0, ROUND_STATS, (len(fields),), np.float64)
+        transport.declare(0, ITERATION_SECONDS, (info.iterations_per_round,), np.float64)
+        cuts = info.cuts[client].as_tuple() if client in info.cuts else "none"
         log.info("client %d: %s, %d samples, excluded labels %s, cuts %s", client, assignment.domain,
-                 len(labels), list(assignment.excluded_labels), info.cuts[client].as_tuple())
+                 len(labels), list(assignment.excluded_labels), cuts)
     except Exception as e:  # reported collectively so no rank is left waiting
         error = f"client {client}: {e}"
     preflight.check(transport, error, transport.declared_bytes(), cfg.preflight.memory, cfg.preflight.memory_fraction)
 
+    transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
     for r in range(1, cfg.training.rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
         loss_d = loss_g = 0.0
-        for _ in range(info.iterations_per_round):
+        seconds = np.empty(info.iterations_per_round)
+        for i in range(info.iterations_per_round):
+            t_it = time.perf_counter()
             x, y = batches.next()
-            ld, lg = strategy.train_iteration(x, y)
+            ld, lg = side.train_iteration(x, y)
             loss_d, loss_g = loss_d + ld, loss_g + lg
-        strategy.round_end(r)
+            seconds[i] = time.perf_counter() - t_it
+        train_seconds = time.perf_counter() - t0
+        own = side.round_end(r) or {}
         transport.flush()
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
-        n = info.iterations_per_round
-        transport.isend(0, Kind.ROUND_STATS, np.array([
-            loss_d / n, loss_g / n, wall - waited, waited, sent, received, max_rss_bytes(), private_dirty_bytes(),
-            strategy.pacer.overrun_seconds, strategy.pacer.overrun_sections]))
+        n, pacer = info.iterations_per_round, transport.pacer
+        values = {"loss_d": loss_d / n, "loss_g": loss_g / n, "compute_seconds": wall - waited,
+                  "comm_seconds": waited, "train_seconds": train_seconds, "bytes_sent": sent,
+                  "bytes_received": received, "max_rss_bytes": max_rss_bytes(),
+                  "private_dirty_bytes": private_dirty_bytes(),
+                  "emulation_overrun_seconds": pacer.overrun_seconds,
+                  "emulation_overrun_sections": pacer.overrun_sections, **own}
+        transport.isend(0, ROUND_STATS, np.array([values.get(k, np.nan) for k in fields], np.float64))
+        transport.isend(0, ITERATION_SECONDS, seconds)
         if evaluator is not None and evaluation_due(r, cfg.evaluation.every, cfg.training.rounds):
-            evaluator.round(strategy)
+            side.begin_evaluation()
+            evaluator.round(side)
     if evaluator is not None:
-        evaluator.final(strategy)
+        side.begin_evaluation()
+        evaluator.final(side)
+    transport.gather(transport.ledger.received_rows(client))  # for the result file's who-saw-what
     transport.barrier()

@@ -5,7 +5,8 @@ ping-pong, everything is gathered to rank 0, which runs the GA on the latency mo
 broadcasts the cut vectors. The GA's client speeds are either the measured ones or, with
 ``cut_selection.devices``, emulated device profiles assigned with a seeded shuffle; emulated
 clients are then paced to their profile while training (``huscf_mpi.cuts.emulation``).
-Fixed modes (a vector, a per-client map, ``uniform-min/max``, ``random``) skip all of this.
+Fixed modes (a vector, a per-client map, ``uniform-min/max``, ``random``) skip profiling and the GA
+and strategies without cut points (every baseline) use :func:`plan_profiles` instead.
 """
 from __future__ import annotations
 
@@ -87,9 +88,9 @@ def measure_ranks(config, arch, transport):
     links = {}
     for peer in range(1, transport.size):
         if rank == 0:
-            links[peer] = fit_link(*ping_pong(transport.comm, peer, sizes))
+            links[peer] = fit_link(*ping_pong(transport.comm, peer, sizes, ledger=transport.ledger))
         elif rank == peer:
-            ping_pong(transport.comm, 0, sizes, initiator=False)
+            ping_pong(transport.comm, 0, sizes, initiator=False, ledger=transport.ledger)
     return costs, transport.gather(times), links
 
 
@@ -128,7 +129,8 @@ def plan_cuts(config, arch, transport) -> CutPlan:
         # The same cuts with the server at its measured speed: the figure to hold against
         # measured iteration times when clients are emulated but the server runs as it is.
         at_real_server = float(latency_breakdown(ga.best[None], costs, **rates,
-                                                 server_flops_per_s=server_measured.flops_per_s)[0].sum())
+                                                 server_flops_per_s=server_measured.flops_per_s,
+                                                 server_link_bytes_per_s=server.link_bytes_per_s)[0].sum())
         record = {
             "attrs": {"mode": "ga", "devices": sel.devices or "", "emulated": bool(sel.devices and sel.emulate),
                       "cost_mode": sel.cost_mode, "predicted_seconds_per_iteration": ga.best_latency,
@@ -159,3 +161,39 @@ def plan_cuts(config, arch, transport) -> CutPlan:
                  ga.best_latency, chosen.best_uniform[1], ga.generations_run, ga.seconds)
     shared = transport.bcast(None if plan is None else (plan.cuts, plan.emulated, plan.flops))
     return plan if rank == 0 else CutPlan(*shared)
+
+
+def plan_profiles(config, transport, cuts: dict | None = None) -> CutPlan:
+    """Collective, for fixed cuts or none (strategies without cut points): no profiling, no GA.
+
+    With ``cut_selection.devices`` and ``emulate``, clients get the same seeded profile
+    assignment as the GA would give them, and every rank gets the per-block FLOPs its strategy
+    paces compute by (counted on rank 0 at the training batch size, then broadcast);
+    otherwise the plan is empty.
+    """
+    sel = config.cut_selection
+    if not (sel.devices and sel.emulate):
+        return CutPlan(cuts or {})
+    from ..models import get_architecture
+
+    shared = None
+    if transport.rank == 0:
+        from ..cuts.costs import block_costs  # torch's FLOP counter: rank 0 only
+
+        arch = get_architecture(config.model.architecture)
+        costs = block_costs(arch, config.model.width, config.training.batch_size, sel.cost_mode)
+        profiles, _ = load_devices(Path(sel.devices))
+        by_name = {p.name: p for p in profiles}
+        clients = list(range(1, transport.size))
+        names = assign_profiles(len(clients), profiles, config.seed)
+        shared = ({c: by_name[n] for c, n in zip(clients, names)},
+                  {net: {"forward": costs[net].forward_flops, "backward": costs[net].backward_flops} for net in NETS})
+    emulated, flops = transport.bcast(shared)
+    record = {}
+    if transport.rank == 0:
+        clients = sorted(emulated)
+        record = {"attrs": {"devices": sel.devices, "emulated": True, "cost_mode": sel.cost_mode},
+                  "arrays": {}, "profiles": {"client": clients, "profile": [emulated[c].name for c in clients],
+                                             "flops_per_s": [emulated[c].flops_per_s for c in clients],
+                                             "link_bytes_per_s": [emulated[c].link_bytes_per_s for c in clients]}}
+    return CutPlan(cuts or {}, emulated, flops, record)

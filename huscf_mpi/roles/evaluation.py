@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import seeding
-from ..comm import Kind
+from ..comm.kinds import EVAL_SCALARS, SAMPLE_GRID
 from ..data import DomainData, to_unit_range
 from .reports import SCALARS, n_chunks
 from ..metrics import (fid_against_real, generation_score, load_or_train_domain_classifier,
@@ -51,9 +51,9 @@ class DomainEvaluator:
             seed=CLASSIFIER_SEED, split_tag=data.split)
         log.info("domain classifier for %s: real test accuracy %.2f %%", data.name, self.classifier_accuracy)
         self.noise = torch.Generator().manual_seed(seeding.int_seed(info.config.seed, seeding.EVALUATION, client))
-        self.t.declare(0, Kind.EVAL_SCALARS, (len(SCALARS),), np.float64)
+        self.t.declare(0, EVAL_SCALARS, (len(SCALARS),), np.float64)
         h, w = info.arch.image_shape[1:]
-        self.t.declare(0, Kind.SAMPLE_GRID, (info.arch.n_classes * h, cfg.grid_per_class * w), np.uint8)
+        self.t.declare(0, SAMPLE_GRID, (info.arch.n_classes * h, cfg.grid_per_class * w), np.uint8)
 
     def _generate(self, strategy, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n images (float32 (n,1,H,W)) with uniform labels ``arange(n) % K``, through the U path."""
@@ -66,7 +66,7 @@ class DomainEvaluator:
         return np.concatenate(out)[:n], labels[:n].numpy()
 
     def _send(self, values: dict[str, float]) -> None:
-        self.t.isend(0, Kind.EVAL_SCALARS, np.array([values.get(k, np.nan) for k in SCALARS], np.float64))
+        self.t.isend(0, EVAL_SCALARS, np.array([values.get(k, np.nan) for k in SCALARS], np.float64))
 
     def round(self, strategy) -> float:
         """Generation score now; sends it (and the sample grid) to the server."""
@@ -74,7 +74,7 @@ class DomainEvaluator:
         score = generation_score(predict_proba(self.classifier, images))
         self._send({"generation_score": score, "classifier_test_accuracy": self.classifier_accuracy})
         if self.cfg.sample_grid:
-            self.t.isend(0, Kind.SAMPLE_GRID, image_grid(images, labels, self.info.arch.n_classes,
+            self.t.isend(0, SAMPLE_GRID, image_grid(images, labels, self.info.arch.n_classes,
                                                          self.cfg.grid_per_class))
         return score
 

@@ -4,11 +4,18 @@ from __future__ import annotations
 import math
 import resource
 
-# ROUND_STATS (float64), every client, every round.
-ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "bytes_sent", "bytes_received",
-               "max_rss_bytes", "private_dirty_bytes", "emulation_overrun_seconds", "emulation_overrun_sections")
+# ROUND_STATS (float64), every client, every round: these engine fields, then the strategy's
+# own ``client_values`` (see round_stats_fields).
+ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "train_seconds", "bytes_sent",
+               "bytes_received", "max_rss_bytes", "private_dirty_bytes", "emulation_overrun_seconds",
+               "emulation_overrun_sections")
 # EVAL_SCALARS (float64), evaluating clients; NaN where not computed.
 SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "classifier_test_accuracy")
+
+
+def round_stats_fields(strategy) -> tuple[str, ...]:
+    """Names of the ROUND_STATS vector for ``strategy`` (a :class:`~huscf_mpi.strategies.Strategy`)."""
+    return ROUND_STATS + tuple(strategy.client_values)
 
 
 def evaluation_due(round_index: int, every: int, rounds: int) -> bool:

@@ -7,10 +7,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from ..comm import Kind, MPITransport
+from ..comm import MPITransport, exposure_table, ledger_table
+from ..comm.kinds import EVAL_SCALARS, ITERATION_SECONDS, ROUND_STATS, SAMPLE_GRID
 from ..results import ResultWriter
-from ..strategies import RunInfo, ServerStrategy
-from .reports import ROUND_STATS, SCALARS, evaluation_due, max_rss_bytes, n_chunks, private_dirty_bytes
+from ..strategies import RunInfo, ServerStrategy, Strategy
+from .reports import SCALARS, evaluation_due, max_rss_bytes, n_chunks, private_dirty_bytes, round_stats_fields
 from . import preflight
 
 log = logging.getLogger("huscf_mpi")
@@ -19,12 +20,13 @@ log = logging.getLogger("huscf_mpi")
 def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, transport: MPITransport
                       ) -> dict[int, np.ndarray]:
     evaluators = sorted(info.evaluators.values())
+    strategy.begin_evaluation(evaluators)
     for _ in range(n_chunks(n_samples, info.config.evaluation.batch_size)):
         strategy.serve_generation(evaluators)
-    return {c: v.copy() for c, v in transport.recv_many(evaluators, Kind.EVAL_SCALARS).items()}
+    return {c: v.copy() for c, v in transport.recv_many(evaluators, EVAL_SCALARS).items()}
 
 
-def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[ServerStrategy],
+def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
                writer: ResultWriter, launched: float | None = None) -> dict[str, dict[str, float]]:
     """Run every round; returns the final metrics per domain. The caller closes ``writer``.
 
@@ -35,14 +37,16 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
     clients, domains = info.clients, list(info.evaluators)
     evaluators = [info.evaluators[d] for d in domains]
     error = None
+    fields = round_stats_fields(method)
     try:
-        strategy = strategy_cls(info, transport)
+        strategy = method.server(info, transport)
         h, w = info.arch.image_shape[1:]
         for c in clients:
-            transport.declare(c, Kind.ROUND_STATS, (len(ROUND_STATS),), np.float64, send=False)
+            transport.declare(c, ROUND_STATS, (len(fields),), np.float64, send=False)
+            transport.declare(c, ITERATION_SECONDS, (info.iterations_per_round,), np.float64, send=False)
         for c in evaluators:
-            transport.declare(c, Kind.EVAL_SCALARS, (len(SCALARS),), np.float64, send=False)
-            transport.declare(c, Kind.SAMPLE_GRID, (info.arch.n_classes * h, cfg.evaluation.grid_per_class * w),
+            transport.declare(c, EVAL_SCALARS, (len(SCALARS),), np.float64, send=False)
+            transport.declare(c, SAMPLE_GRID, (info.arch.n_classes * h, cfg.evaluation.grid_per_class * w),
                               np.uint8, send=False)
     except Exception as e:
         error = f"server: {e}"
@@ -66,21 +70,27 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
         log.info("first iteration %.1f s after launch (%d ranks)", startup, transport.size)
     bar = tqdm(total=rounds * iters, desc="training", unit="it", dynamic_ncols=True,
                mininterval=1.0, smoothing=0.05)
+    transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
     for r in range(1, rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
-        iteration_seconds = np.empty(iters)
+        seconds = np.empty(iters)
         for i in range(iters):
             t_it = time.perf_counter()
             strategy.train_iteration(last_of_round=i == iters - 1)
-            iteration_seconds[i] = time.perf_counter() - t_it
+            seconds[i] = time.perf_counter() - t_it
             bar.update()
+        train_seconds = time.perf_counter() - t0
         record = strategy.round_end(r)
         transport.flush()
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
-        stats = transport.recv_many(clients, Kind.ROUND_STATS)
-        table = np.stack([stats[c] for c in clients])  # (N, len(ROUND_STATS))
-        col = {name: table[:, i] for i, name in enumerate(ROUND_STATS)}
+        stats = transport.recv_many(clients, ROUND_STATS)
+        table = np.stack([stats[c] for c in clients])  # (N, len(fields))
+        col = {name: table[:, i] for i, name in enumerate(fields)}
+        # An iteration is done when the slowest rank is done with it: whichever side (server or
+        # clients) does the method's work sets the time (FedGAN's server idles, centralized's works alone).
+        client_seconds = transport.recv_many(clients, ITERATION_SECONDS)
+        iteration_seconds = np.max([seconds, *(client_seconds[c] for c in clients)], axis=0)
 
         scores = np.full(len(domains), np.nan)
         t_eval = time.perf_counter()
@@ -88,7 +98,7 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
             got = _serve_generation(strategy, info, cfg.evaluation.generation_samples, transport)
             scores = np.array([got[c][SCALARS.index("generation_score")] for c in evaluators])
             if cfg.evaluation.sample_grid:
-                grids = transport.recv_many(evaluators, Kind.SAMPLE_GRID)
+                grids = transport.recv_many(evaluators, SAMPLE_GRID)
                 for d, c in zip(domains, evaluators):
                     writer.append(f"samples/{d}", grids[c])
         eval_seconds = time.perf_counter() - t_eval
@@ -108,10 +118,13 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
         writer.append("rounds/max_rss_bytes", np.r_[max_rss_bytes(), col["max_rss_bytes"]].astype(np.int64))
         writer.append("rounds/private_dirty_bytes",
                       np.r_[private_dirty_bytes(), col["private_dirty_bytes"]].astype(np.int64))
-        writer.append("rounds/iteration_seconds", iteration_seconds)  # measured on the server, per iteration
+        writer.append("rounds/train_seconds", np.r_[train_seconds, col["train_seconds"]])  # per rank
+        writer.append("rounds/iteration_seconds", iteration_seconds)  # max over ranks, per iteration
         if info.emulated:  # cumulative per client: where real compute was slower than its profile
             writer.append("rounds/emulation_overrun_seconds", col["emulation_overrun_seconds"])
             writer.append("rounds/emulation_overrun_sections", col["emulation_overrun_sections"].astype(np.int64))
+        for name in method.client_values:
+            writer.append(f"rounds/{name}", col[name])
         for name, value in record.arrays.items():
             writer.append(f"rounds/{name}", value)
         writer.flush()
@@ -129,6 +142,8 @@ def run_server(info: RunInfo, transport: MPITransport, strategy_cls: type[Server
     for d, c in zip(domains, evaluators):
         final[d] = {k: float(v) for k, v in zip(SCALARS, got[c]) if np.isfinite(v)}
         writer.set_attrs(f"final/{d}", **final[d])
-    writer.write_table("ledger", transport.ledger.received_table())
+    rows = [row for rank_rows in transport.gather(transport.ledger.received_rows(0)) for row in rank_rows]
+    writer.write_table("ledger", ledger_table(rows))
+    writer.write_table("exposure", exposure_table(rows))
     transport.barrier()
     return final

@@ -26,7 +26,7 @@ from ..data.datasets import epoch_iterations
 from ..cuts.devices import load_devices
 from ..models import get_architecture
 from ..strategies import RunInfo
-from .cut_setup import CutPlan, fixed_cuts, plan_cuts
+from .cut_setup import CutPlan, fixed_cuts, plan_cuts, plan_profiles
 
 log = logging.getLogger("huscf_mpi")
 
@@ -49,7 +49,7 @@ def agree(transport: MPITransport, error: str | None) -> None:
         raise SetupError(first)
 
 
-def build_run_info(config: Config, transport: MPITransport, data_root: str | None
+def build_run_info(config: Config, transport: MPITransport, data_root: str | None, uses_cuts: bool = True
                    ) -> tuple[RunInfo, ClientAssignment | None, list[dict], CutPlan, list[str]]:
     """Collective set-up. Returns the shared :class:`RunInfo`, this client's assignment
     (``None`` on rank 0), (rank 0 only) the partition summary rows, the cut
@@ -71,7 +71,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     error, payload, root, fixed = None, None, None, None
     try:
         arch = get_architecture(config.model.architecture)
-        if config.cuts != "ga":
+        if uses_cuts and config.cuts != "ga":
             fixed = fixed_cuts(config, arch)
         elif config.cut_selection.devices:
             try:
@@ -102,7 +102,8 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         error = str(e)
     agree(transport, error)
 
-    plan = CutPlan(fixed) if fixed is not None else plan_cuts(config, arch, transport)
+    # Fixed cuts or none: emulated profiles only (if any); `cuts: ga`: profiling and the GA.
+    plan = plan_profiles(config, transport, fixed) if not uses_cuts or fixed is not None else plan_cuts(config, arch, transport)
     cuts = plan.cuts
     summary = transport.bcast(payload if rank == 0 else None)
     sizes = {row["client"]: row["size"] for row in summary}

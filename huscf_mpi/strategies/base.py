@@ -1,21 +1,26 @@
 """The strategy seam: what a client and the server do per iteration and at a round's end.
 
 The engine (``huscf_mpi.roles``) owns start-up, the round/iteration loops, timing, progress,
-evaluation scoring and the result file; it calls a strategy for everything that makes an
-algorithm what it is. A baseline (FedGAN, MD-GAN, ...) is a new pair of classes here.
+evaluation scoring, reports and the result file; it calls a strategy for everything that makes
+an algorithm what it is, and never asks which one runs. A method is one module here that
+defines a :class:`ClientStrategy`, a :class:`ServerStrategy`, its message kinds
+(:func:`huscf_mpi.comm.kind`) and one :class:`Strategy` record, registered in
+``strategies/__init__.py``.
+
 Both sides of a strategy follow the same deterministic schedule, so no per-step control
-messages are needed.
+messages are needed. A client may exchange messages with other clients (its transport reaches
+every rank); the server may compute nothing at all (FedGAN) or everything (centralized).
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 
 from ..comm import MPITransport
-from ..cuts.emulation import NoPacer
 from ..config import Config
 from ..models import Architecture, CutVector
 
@@ -26,7 +31,7 @@ class RunInfo:
 
     config: Config
     arch: Architecture
-    cuts: dict[int, CutVector]           # client id -> cut vector
+    cuts: dict[int, CutVector]           # client id -> cut vector ({} for strategies without cuts)
     clients: list[int]                   # client ids (= ranks) 1..N
     domains: dict[int, str]              # client id -> domain
     sizes: dict[int, int]                # client id -> shard size n_i
@@ -39,26 +44,40 @@ class RunInfo:
 
 @dataclass
 class RoundRecord:
-    """Per-round outputs of a strategy's round end, for the result file (arrays over clients)."""
+    """Per-round outputs of a server's round end, for the result file (``rounds/<name>``)."""
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     log: str = ""
 
 
 class ClientStrategy(ABC):
-    """A client's side of an algorithm."""
+    """A client's side of an algorithm.
 
-    def __init__(self, info: RunInfo, client: int, transport: MPITransport):
-        self.info, self.client, self.t = info, client, transport
-        self.pacer = NoPacer()  # an emulated client replaces it with a cuts.emulation.Pacer
+    ``shard`` is the client's :class:`~huscf_mpi.data.ClientBatches` (its private data; the
+    engine draws the training batches from it and passes them to :meth:`train_iteration`).
+    ``self.pace(flops)`` is a context manager that makes the enclosed compute take at least
+    its time on the emulated device (a no-op when nothing is emulated); messages are paced by
+    the transport.
+    """
+
+    def __init__(self, info: RunInfo, client: int, transport: MPITransport, shard=None):
+        self.info, self.client, self.t, self.shard = info, client, transport, shard
+        self.pace = transport.pacer.compute
 
     @abstractmethod
     def train_iteration(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """One training iteration on a real batch x (B,C,H,W) float32, y (B,) int64 → (loss_D, loss_G)."""
 
     @abstractmethod
-    def round_end(self, round_index: int) -> None:
-        """Federation at the end of round ``round_index`` (1-based)."""
+    def round_end(self, round_index: int) -> dict[str, float] | None:
+        """Federation at the end of round ``round_index`` (1-based).
+
+        Returns this client's values of the strategy's ``client_values`` for the round (the
+        engine reports them to the server; missing names are NaN), or ``None``.
+        """
+
+    def begin_evaluation(self) -> None:
+        """Called on evaluating clients before each evaluation's :meth:`generate` calls."""
 
     @abstractmethod
     def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -73,12 +92,54 @@ class ServerStrategy(ABC):
 
     @abstractmethod
     def train_iteration(self, last_of_round: bool) -> None:
-        """Serve one training iteration of every client."""
+        """Serve one training iteration of every client (may do nothing)."""
 
     @abstractmethod
     def round_end(self, round_index: int) -> RoundRecord:
         """Federation at the end of round ``round_index``; returns what to record."""
 
-    @abstractmethod
+    def begin_evaluation(self, clients: list[int]) -> None:
+        """Called before each evaluation, matching the evaluating ``clients``' own hook."""
+
     def serve_generation(self, clients: list[int]) -> None:
         """Serve one generation chunk for each of ``clients`` (their :meth:`ClientStrategy.generate`)."""
+
+
+Exposure = set[tuple[str, str, str]]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One method behind the seam.
+
+    Attributes
+    ----------
+    name : the config's ``strategy`` value and the result file's provenance ``strategy``
+        (tables and plots label it by ``huscf_mpi.registry.TITLES``).
+    client, server : the two sides.
+    uses_cuts : whether set-up plans cut points (SPEC §5); if not it only assigns emulated
+        device profiles (``cut_selection.devices``) and skips profiling and the GA.
+    client_values : names of the per-round values each client's :meth:`ClientStrategy.round_end`
+        returns; recorded as ``rounds/<name>`` (R, N).
+    exposure : config → the documented ``{(payload, sender role, receiver role)}`` of the
+        protocol and evaluation planes (roles "client"/"server"; see ``comm.kinds.PAYLOADS``).
+        A test compares it with what the ledger records.
+    """
+
+    name: str
+    client: type[ClientStrategy]
+    server: type[ServerStrategy]
+    uses_cuts: bool
+    exposure: Callable[[Config], Exposure]
+    client_values: tuple[str, ...] = ()
+
+
+def fake_labels(config: Config, y: torch.Tensor, generator: torch.Generator, n_classes: int) -> torch.Tensor:
+    """Labels that condition a batch of fakes (SPEC §1, ``training.fake_labels``).
+
+    ``"real"``: the real batch's labels ``y`` (the authors' code); ``"uniform"``: drawn
+    uniformly from ``0..n_classes-1`` with ``generator``. Shape (B,), int64.
+    """
+    if config.training.fake_labels == "real":
+        return y
+    return torch.randint(0, n_classes, (y.shape[0],), generator=generator)

@@ -1,9 +1,19 @@
 """HuSCF-GAN: heterogeneous U-shaped split learning + KLD-weighted clustered FL.
 
-Client and server sides of the synchronous iteration of SPEC §1 and the federation round of
-SPEC §3. One iteration moves, per client, four smashed-data tensors up (G head output, D head
-output on fakes, on reals, and in the G step), their four body outputs down, and the matching
-gradients both ways: 16 messages, all point-to-point into buffers declared at set-up.
+Source: Tawfilis et al., arXiv 2507.12979 (TMLR 2026), §3; SPEC §1 (iteration) and §3
+(federation round).
+
+Where things live: each client holds the head and tail of G and of D (its cut vector) with
+their Adam optimizers, its data and its labels; the server holds the G and D bodies (the union
+of every client's server span) with theirs.
+
+On the wire per iteration and client (B = batch, shapes per the cut): four smashed-data
+tensors up (G head output, D head output on fakes, on reals, and in the G step, float32
+(B, *activation)), their four body outputs down, and the matching gradients both ways: 16
+messages, all point-to-point into buffers declared at set-up. At a round's end the client's
+head and tail parameters go up and the cluster aggregate comes down (float32, flat).
+Nothing image-, label- or loss-shaped leaves a client on the protocol plane.
+Deviation: none in the algorithm; ``training.fake_labels`` chooses SPEC §1's conditioning.
 """
 from __future__ import annotations
 
@@ -13,13 +23,35 @@ import numpy as np
 import torch
 from torch import nn
 
+from types import SimpleNamespace
+
 from .. import seeding
-from ..comm import Kind
-from ..cuts.emulation import NoPacer, Pacer
+from ..comm import kind
 from ..models import client_models, server_bodies
 from ..models.params import client_blocks, dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
 from ..models.optim import Adam, backward_from
-from .base import ClientStrategy, RoundRecord, ServerStrategy
+from .base import ClientStrategy, RoundRecord, ServerStrategy, Strategy, fake_labels
+
+
+def _kinds() -> SimpleNamespace:
+    smashed = "smashed_data"
+    out = {}
+    # (pass, first tag): G forward/backward (SPEC §1 steps 1, 4); D on fakes (2), reals (3), in the G step (4).
+    for prefix, tag in (("g", 10), ("d_fake", 20), ("d_real", 30), ("d_gen", 40)):
+        names = (("G_SMASHED", "G_BODY_OUT", "G_BODY_GRAD", "G_SMASHED_GRAD") if prefix == "g" else
+                 tuple(f"{prefix.upper()}_{n}" for n in ("SMASHED", "BODY_OUT", "BODY_GRAD", "SMASHED_GRAD")))
+        for i, n in enumerate(names):
+            out[n] = kind(n.lower(), tag + i, "protocol", smashed)
+    # Evaluation: generation through the same U path, no gradients.
+    out["EVAL_SMASHED"] = kind("eval_smashed", 50, "evaluation", smashed)
+    out["EVAL_BODY_OUT"] = kind("eval_body_out", 51, "evaluation", smashed)
+    # Federation (SPEC §3): flat float32 buffers of the client-hosted blocks.
+    out["PARAMS_UP"] = kind("params_up", 60, "protocol", "parameters")
+    out["PARAMS_DOWN"] = kind("params_down", 61, "protocol", "parameters")
+    return SimpleNamespace(**out)
+
+
+Kind = _kinds()
 
 # (smashed up, body output down, grad of body output up, grad of smashed data down) per D pass.
 D_PASSES = {
@@ -30,7 +62,7 @@ D_PASSES = {
 G_PASS = (Kind.G_SMASHED, Kind.G_BODY_OUT, Kind.G_BODY_GRAD, Kind.G_SMASHED_GRAD)
 
 
-def message_shapes(info, client: int) -> dict[Kind, tuple[int, ...]]:
+def message_shapes(info, client: int) -> dict:
     """Shape of every training/evaluation message between ``client`` and the server.
 
     Smashed data of a network is the output of the client's last head block; the body output
@@ -38,7 +70,7 @@ def message_shapes(info, client: int) -> dict[Kind, tuple[int, ...]]:
     """
     cfg, arch, cut = info.config, info.arch, info.cuts[client]
     B, E = cfg.training.batch_size, cfg.evaluation.batch_size
-    shapes: dict[Kind, tuple[int, ...]] = {}
+    shapes = {}
     for net, passes in (("g", [G_PASS]), ("d", list(D_PASSES.values()))):
         out = arch.output_shapes(net, cfg.model.width)
         c = cut.net(net)
@@ -68,8 +100,8 @@ def _adam(params, cfg) -> Adam:
 class HuSCFClient(ClientStrategy):
     """A client: G head/tail and D head/tail with their own Adam optimizers (SPEC §1)."""
 
-    def __init__(self, info, client, transport):
-        super().__init__(info, client, transport)
+    def __init__(self, info, client, transport, shard=None):
+        super().__init__(info, client, transport, shard)
         cfg = info.config
         self.m = client_models(info.arch, cfg.model.width, info.cuts[client], info.init_seed)
         self.g_opt = _adam([*self.m.g_head.parameters(), *self.m.g_tail.parameters()], cfg)
@@ -86,23 +118,18 @@ class HuSCFClient(ClientStrategy):
             transport.declare(0, kind, shape, send=kind in _UP)
         transport.declare(0, Kind.PARAMS_UP, (layout_size(self.layout),))
         transport.declare(0, Kind.PARAMS_DOWN, (layout_size(self.layout),), send=False)
-        profile = info.emulated.get(client)
-        self.pacer = Pacer(profile.flops_per_s, profile.link_bytes_per_s) if profile else NoPacer()
-        self.flops = part_flops(info, info.cuts[client]) if profile else defaultdict(float)
+        self.flops = part_flops(info, info.cuts[client]) if client in info.emulated else defaultdict(float)
 
-    def _up(self, kind: Kind, tensor: torch.Tensor) -> None:
-        self.pacer.transfer(tensor.numel() * tensor.element_size())  # emulated link, if any
+    def _up(self, kind, tensor: torch.Tensor) -> None:
         self.t.isend(0, kind, tensor)
 
-    def _down(self, kind: Kind, requires_grad: bool = False) -> torch.Tensor:
-        out = self.t.recv_tensor(0, kind, requires_grad=requires_grad)
-        self.pacer.transfer(out.numel() * out.element_size())
-        return out
+    def _down(self, kind, requires_grad: bool = False) -> torch.Tensor:
+        return self.t.recv_tensor(0, kind, requires_grad=requires_grad)
 
     def train_iteration(self, x, y):
-        B, m, pace, F = self.batch, self.m, self.pacer.compute, self.flops
+        B, m, pace, F = self.batch, self.m, self.pace, self.flops
         z = torch.randn(B, self.info.arch.z_dim, generator=self.noise)
-        y_fake = torch.randint(0, self.info.arch.n_classes, (B,), generator=self.noise)
+        y_fake = fake_labels(self.info.config, y, self.noise, self.info.arch.n_classes)
         ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
 
         # 1. Generate through head -> server body -> tail.
@@ -200,15 +227,15 @@ class HuSCFServer(ServerStrategy):
             transport.declare(c, Kind.PARAMS_UP, (n,), send=False)
             transport.declare(c, Kind.PARAMS_DOWN, (n,))
 
-    def _inputs(self, kind: Kind) -> dict[int, torch.Tensor]:
+    def _inputs(self, kind) -> dict[int, torch.Tensor]:
         return {c: torch.from_numpy(buf).requires_grad_(True)
                 for c, buf in self.t.recv_many(self.clients, kind).items()}
 
-    def _send(self, kind: Kind, tensors: dict[int, torch.Tensor]) -> None:
+    def _send(self, kind, tensors: dict[int, torch.Tensor]) -> None:
         for c in self.clients:
             self.t.isend(c, kind, tensors[c])
 
-    def _backward(self, outputs: list[dict[int, torch.Tensor]], grad_kinds: list[Kind]) -> None:
+    def _backward(self, outputs: list[dict[int, torch.Tensor]], grad_kinds: list) -> None:
         tensors, grads = [], []
         for out, kind in zip(outputs, grad_kinds):
             got = self.t.recv_many(self.clients, kind)
@@ -288,3 +315,11 @@ class HuSCFServer(ServerStrategy):
                 self.t.isend(c, Kind.EVAL_BODY_OUT, out[c])
         finally:
             g_body.train()
+
+
+def _exposure(config) -> set[tuple[str, str, str]]:
+    return {("smashed_data", "client", "server"), ("smashed_data", "server", "client"),
+            ("parameters", "client", "server"), ("parameters", "server", "client")}
+
+
+STRATEGY = Strategy("huscf", HuSCFClient, HuSCFServer, uses_cuts=True, exposure=_exposure)

@@ -7,10 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from dataclasses import replace
+
+from huscf_mpi import registry
 from huscf_mpi.config import load_config
 from huscf_mpi.roles import run
 from huscf_mpi.roles.reports import private_dirty_bytes
 from huscf_mpi.strategies import HuSCFClient
+from huscf_mpi.strategies.huscf import STRATEGY as HUSCF
 
 HEAVY = ("h5py", "sklearn", "scipy", "pandas", "matplotlib", "deap", "sympy")  # tqdm comes with torch (torch.hub)
 
@@ -26,11 +30,14 @@ class Reporting(HuSCFClient):
         return out
 
 
+STRATEGY = replace(HUSCF, name="reporting", client=Reporting)
+
+
 def main(config, out, data_root, out_dir):
     global OUT_DIR
     OUT_DIR = out_dir
-    run.STRATEGIES["reporting"] = (Reporting, run.STRATEGIES["huscf"][1])
-    run.train(load_config(config, {"output": out}), data_root=data_root, strategy="reporting")
+    registry.register("reporting", __name__)
+    run.train(load_config(config, {"output": out, "strategy": "reporting"}), data_root=data_root)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,13 @@ Usage: mpiexec -n 3 python tests/mpi/crash_client.py CONFIG.yaml OUT.h5 DATA_ROO
 """
 import sys
 
+from dataclasses import replace
+
+from huscf_mpi import registry
 from huscf_mpi.config import load_config
 from huscf_mpi.roles import run
 from huscf_mpi.strategies import HuSCFClient
+from huscf_mpi.strategies.huscf import STRATEGY as HUSCF
 
 
 class Crashing(HuSCFClient):
@@ -16,9 +20,12 @@ class Crashing(HuSCFClient):
         return super().train_iteration(x, y)
 
 
+STRATEGY = replace(HUSCF, name="crashing", client=Crashing)
+
+
 def main(config, out, data_root):
-    run.STRATEGIES["crashing"] = (Crashing, run.STRATEGIES["huscf"][1])
-    run.train(load_config(config, {"output": out}), data_root=data_root, strategy="crashing")
+    registry.register("crashing", __name__)
+    run.train(load_config(config, {"output": out, "strategy": "crashing"}), data_root=data_root)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ BATCH, WIDTH, SEED, INIT_SEED = 8, 0.25, 3, 11
 
 def case():
     cfg = Config.model_validate({"seed": SEED, "data": {"domains": {"mnist": 3}}, "model": {"width": WIDTH},
-                                 "training": {"batch_size": BATCH}, "cuts": {c: list(v) for c, v in CUTS.items()}})
+                                 "training": {"batch_size": BATCH, "fake_labels": "uniform"}, "cuts": {c: list(v) for c, v in CUTS.items()}})
     info = RunInfo(config=cfg, arch=get_architecture("cgan28"), cuts={c: CutVector.from_tuple(v) for c, v in CUTS.items()},
                    clients=[1, 2, 3], domains={c: "mnist" for c in CUTS}, sizes={1: 100, 2: 200, 3: 300},
                    evaluators={"mnist": 1}, iterations_per_round=1, init_seed=INIT_SEED)

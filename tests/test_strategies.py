@@ -1,0 +1,183 @@
+"""Baselines over MPI equal a single-process computation; every strategy's exposure is as documented.
+
+The MPI side (tests/mpi/strategy_iteration.py) runs the real server and client strategies on
+4 ranks: one iteration, one round end, one evaluation hand-off. The references below are
+written independently of huscf_mpi.strategies: whole networks from the shared init,
+torch.optim.Adam, the losses of SPEC §1 and each paper's aggregation, in one process.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from huscf_mpi import seeding
+from huscf_mpi.models import full_blocks, get_architecture
+from huscf_mpi.registry import load_strategy
+from huscf_mpi.strategies.mdgan import derangement, swap_targets
+
+from .conftest import ROOT, run_mpi
+
+sys.path.insert(0, str(ROOT / "tests" / "mpi"))
+import strategy_iteration as case  # noqa: E402
+
+torch.set_num_threads(1)
+ARCH = get_architecture("cgan28")
+BCE = nn.BCELoss()
+
+
+def _run(tmp_path: Path, strategy: str, fake_labels: str = "real", tag: str = "") -> tuple[dict, set]:
+    out, out_json = tmp_path / f"{strategy}{tag}.npz", tmp_path / f"{strategy}{tag}.json"
+    proc = run_mpi(4, [sys.executable, str(ROOT / "tests" / "mpi" / "strategy_iteration.py"), strategy,
+                       fake_labels, str(out), str(out_json)], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(np.load(out)), {tuple(e) for e in json.loads(out_json.read_text())}
+
+
+def _whole(net):
+    blocks = full_blocks(ARCH, case.WIDTH, case.INIT_SEED)[net]
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleDict({str(b): m for b, m in blocks.items()})
+
+        def forward(self, x, labels):
+            for b in sorted(blocks):
+                x = self.blocks[str(b)](x, labels) if b == 1 else self.blocks[str(b)](x)
+            return x
+
+    return Net()
+
+
+def _adam(module):
+    return torch.optim.Adam(module.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+
+def _assert_states(got: dict, ref: dict) -> None:
+    assert set(got) == set(ref)
+    for key, value in ref.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.mpi
+def test_fedgan_iteration_and_fedavg_match_single_process(tmp_path):
+    got, exposure = _run(tmp_path, "fedgan")
+    B, states = case.BATCH, {}
+    for c in case.CLIENTS:
+        g, d = _whole("g"), _whole("d")
+        g_opt, d_opt = _adam(g), _adam(d)
+        noise = torch.Generator().manual_seed(seeding.int_seed(case.SEED, "sampling", c))
+        x, y = case.batch(c)
+        z = torch.randn(B, 100, generator=noise)
+        fake = g(z, y)  # training.fake_labels: real
+        d_opt.zero_grad()
+        (BCE(d(fake.detach(), y), torch.zeros(B, 1)) + BCE(d(x, y), torch.ones(B, 1))).backward()
+        d_opt.step()
+        g_opt.zero_grad()
+        BCE(d(fake, y), torch.ones(B, 1)).backward()
+        g_opt.step()
+        states[c] = {f"{net}/{k}": v.detach().numpy().astype(np.float64)
+                     for net, m in (("g", g), ("d", d)) for k, v in m.state_dict().items()}
+    n = np.array([case.SIZES[c] for c in case.CLIENTS], np.float64)
+    w = n / n.sum()
+    ref = {}
+    for key, value in states[1].items():
+        avg = sum(wi * states[c][key] for wi, c in zip(w, case.CLIENTS))
+        avg = np.rint(avg) if "num_batches_tracked" in key else avg
+        for c in case.CLIENTS:
+            ref[f"{c}/{key}"] = avg
+    _assert_states(got, ref)
+    assert exposure == load_strategy("fedgan").exposure(case.case("fedgan", "real").config)
+    assert exposure == {("parameters", "client", "server"), ("parameters", "server", "client")}
+
+
+@pytest.mark.mpi
+def test_mdgan_iteration_feedback_and_swap_match_single_process(tmp_path):
+    got, exposure = _run(tmp_path, "mdgan")
+    B, N, clients = case.BATCH, len(case.CLIENTS), list(case.CLIENTS)
+    g, ds = _whole("g"), {c: _whole("d") for c in clients}
+    g_opt, d_opts = _adam(g), {c: _adam(ds[c]) for c in clients}
+    noise = torch.Generator().manual_seed(seeding.int_seed(case.SEED, "sampling", 0))
+    batches = {c: case.batch(c) for c in clients}
+    y = torch.cat([batches[c][1] for c in clients])  # real labels condition both batches
+    z_d, z_g = torch.randn(N * B, 100, generator=noise), torch.randn(N * B, 100, generator=noise)
+    with torch.no_grad():
+        x_d = g(z_d, y)
+    x_g = g(z_g, y)
+    feedback = []
+    for i, c in enumerate(clients):
+        part = slice(i * B, (i + 1) * B)
+        x, yc = batches[c]
+        d_opts[c].zero_grad()
+        (BCE(ds[c](x_d[part], yc), torch.zeros(B, 1)) + BCE(ds[c](x, yc), torch.ones(B, 1))).backward()
+        d_opts[c].step()
+        xg = x_g[part].detach().requires_grad_(True)
+        BCE(ds[c](xg, yc), torch.ones(B, 1)).backward()
+        feedback.append(xg.grad)
+    g_opt.zero_grad()
+    x_g.backward(torch.cat(feedback) / N)  # the server averages the clients' feedback
+    g_opt.step()
+    targets = swap_targets(clients, case.SEED, 1)
+    ref = {f"0/g/{k}": v.numpy() for k, v in g.state_dict().items()}
+    for c in clients:  # client t(c) now holds the discriminator c trained
+        ref.update({f"{targets[c]}/d/{k}": v.numpy() for k, v in ds[c].state_dict().items()})
+    _assert_states(got, ref)
+    assert exposure == load_strategy("mdgan").exposure(case.case("mdgan", "real").config)
+    assert ("real_labels", "client", "server") in exposure and ("parameters", "client", "client") in exposure
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("strategy,fake_labels", [("huscf", "real"), ("mdgan", "uniform"), ("centralized", "real")])
+def test_exposure_is_what_the_strategy_documents(tmp_path, strategy, fake_labels):
+    _, exposure = _run(tmp_path, strategy, fake_labels)
+    assert exposure == load_strategy(strategy).exposure(case.case(strategy, fake_labels).config)
+    image_or_label = {"raw_images", "real_labels", "synthetic_images", "sampled_labels", "losses"}
+    to_server = {p for p, _, receiver in exposure if receiver == "server"}
+    if strategy == "huscf":  # the paper's claim: nothing image-, label- or loss-shaped reaches rank 0
+        assert not to_server & image_or_label
+    if strategy == "mdgan":
+        assert ("sampled_labels", "server", "client") in exposure and not to_server & image_or_label
+    if strategy == "centralized":
+        assert {"raw_images", "real_labels"} <= to_server
+
+
+@pytest.mark.mpi
+def test_same_seed_gives_identical_numbers(tmp_path):
+    first, _ = _run(tmp_path, "mdgan", tag="a")
+    second, _ = _run(tmp_path, "mdgan", tag="b")
+    assert set(first) == set(second)
+    for key in first:
+        assert np.array_equal(first[key], second[key]), key
+
+
+def test_derangement_has_no_fixed_point_and_is_reproducible():
+    for n in range(2, 9):
+        for seed in range(20):
+            p = derangement(n, np.random.default_rng(seed))
+            assert sorted(p.tolist()) == list(range(n)) and not np.any(p == np.arange(n))
+            assert np.array_equal(p, derangement(n, np.random.default_rng(seed)))
+    # n = 3 has exactly two derangements; both must be drawn (uniform over derangements)
+    seen = {tuple(derangement(3, np.random.default_rng(s))) for s in range(50)}
+    assert seen == {(1, 2, 0), (2, 0, 1)}
+    with pytest.raises(ValueError):
+        derangement(1, np.random.default_rng(0))
+
+
+def test_reader_schema_knows_every_plane_and_payload_class():
+    from huscf_mpi.comm import kinds
+    from huscf_mpi.results import schema
+
+    assert (schema.PLANES, schema.PAYLOADS) == (kinds.PLANES, kinds.PAYLOADS)
+
+
+def test_swap_targets_follow_the_round_and_seed():
+    clients = [1, 2, 3, 4, 5]
+    t1 = swap_targets(clients, 0, 1)
+    assert t1 == swap_targets(clients, 0, 1) and sorted(t1.values()) == clients
+    assert all(t1[c] != c for c in clients)
+    assert any(swap_targets(clients, 0, r) != t1 for r in range(2, 6))
+    assert swap_targets([1], 0, 1) == {}

@@ -235,3 +235,24 @@ def test_plain_clients_do_not_import_io_analysis_or_ga_libraries(tmp_path):
     plain, evaluator = (json.loads((report / f"rank{c}.json").read_text()) for c in (2, 1))
     assert not plain["evaluator"] and plain["modules"] == [], plain
     assert evaluator["evaluator"] and "sklearn" in evaluator["modules"]  # the check can see an import
+
+
+@needs_data
+def test_a_toy_strategy_runs_through_the_unchanged_engine(tmp_path):
+    """The seam's contract: a method defined outside the package gets the whole engine."""
+    out = tmp_path / "toy.h5"
+    proc = run_mpi(3, [sys.executable, str(Path(__file__).parent / "mpi" / "toy_strategy.py"),
+                       str(_write(tmp_path, TINY)), str(out), str(DATA)], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = ResultFile(out)
+    iters, rounds = TINY["training"]["iterations_per_epoch"], TINY["training"]["rounds"]
+    assert r.provenance["strategy"] == "toy" and "cuts/cut_vectors" not in r
+    # client_values: each client's own per-round value, (R, N)
+    np.testing.assert_array_equal(r.array("rounds/toy_iterations"), [[iters * k] * 2 for k in range(1, rounds + 1)])
+    assert r.array("rounds/toy_total").shape == (rounds,) and np.all(np.diff(r.array("rounds/toy_total")) > 0)
+    np.testing.assert_array_equal(r.array("rounds/loss_d"), np.full((rounds, 2), 0.5))
+    assert r.array("rounds/iteration_seconds").shape == (rounds, iters)
+    exposure = r.table("exposure")
+    assert exposure_set(exposure.to_dict("list")) == {("losses", "client", "server"), ("losses", "server", "client")}
+    up = exposure[(exposure.plane == "protocol") & (exposure.sender == "client")]
+    assert int(up.messages.iloc[0]) == 2 * iters * rounds and int(up.bytes.iloc[0]) == 4 * 2 * iters * rounds

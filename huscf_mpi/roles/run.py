@@ -65,8 +65,8 @@ def _train(config, transport, data_root, overwrite):
     try:
         _write_setup(writer, info, summary, hosts, transport, plan.record)
         t0 = time.time()
-        log.info("%s: %d clients, %d iterations per round, %d rounds; writing %s", TITLES.get(method.name, method.name), len(info.clients),
-                 info.iterations_per_round, config.training.rounds, writer.partial_path)
+        log.info("%s: %d clients, %d iterations per round, %d rounds; writing %s", TITLES.get(method.name, method.name),
+                 len(info.clients), info.iterations_per_round, config.training.rounds, writer.partial_path)
         launched = min((t for t in starts if t is not None), default=None)
         final = run_server(info, transport, method, writer, launched=launched)
         writer.write_provenance(ended=utc_now(), wall_seconds=time.time() - t0)

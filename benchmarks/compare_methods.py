@@ -5,7 +5,7 @@ Two kinds of runs per method, both through ``mpiexec -n 9 huscf-mpi train``:
 * quality runs: the config as it is (unpaced), one per seed, written to
   ``<out>/compare-<method>-s<seed>.h5``: generation score, FID, synthetic-data accuracy/F1,
   real seconds per iteration on this machine, bytes moved, who saw what;
-* emulated runs (``--emulated``): the same config, seed 0, with ``cut_selection.emulate: true``
+* emulated runs (``--emulated``, for the methods in ``EMULATED``): the same config, seed 0, with ``cut_selection.emulate: true``
   on the paper's device profiles (jobs/devices/paper.yaml, SPEC §5) and a short schedule
   (1 round × ``--emulated-iterations`` iterations, minimal evaluation): every client's compute
   and every protocol message is paced to its device, so ``rounds/iteration_seconds`` is the
@@ -23,6 +23,7 @@ Usage: ``.venv/bin/python benchmarks/compare_methods.py [--seeds 0 1 2] [--metho
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "jobs" / "configs" / "compare"
 METHODS = ("huscf", "huscf-noclust", "huscf-nokld", "huscf-noga", "fedgan", "mdgan", "centralized")
+# The clustering and KLD ablations do the same work per iteration as huscf (same cuts, same
+# messages); only the round end differs, so their paced runs would repeat huscf's.
+EMULATED = ("huscf", "huscf-noga", "fedgan", "mdgan", "centralized")
 BIN = Path(sys.executable).parent
 
 
@@ -51,7 +55,10 @@ def train(config: dict, seed: int, out: Path) -> None:
     cmd = ["mpiexec", "-n", str(ranks(config)), str(BIN / "huscf-mpi"), "train", "--config", f.name,
            "--seed", str(seed), "--output", str(out)]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    # The code of this script's own checkout runs, whatever is installed: a sweep can run from
+    # a frozen worktree while the main one changes.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     Path(f.name).unlink()
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -80,9 +87,10 @@ def main() -> None:
             train(cfg, seed, args.out / f"compare-{m}-s{seed}.h5")
     if args.emulated:
         for m, cfg in configs.items():
-            train(emulated(cfg, args.emulated_iterations), 0, args.out / "emulated" / f"compare-{m}-s0.h5")
+            if m in EMULATED:
+                train(emulated(cfg, args.emulated_iterations), 0, args.out / "emulated" / f"compare-{m}-s0.h5")
     quality = sorted(str(f) for f in args.out.glob("compare-*.h5"))
-    hm = str(BIN / "huscf-mpi")
+    hm = str(BIN / "huscf-mpi")  # tables and plots read files only: the installed code will do
     subprocess.run([hm, "tables", *quality, "--exposure"], check=True)
     subprocess.run([hm, "plot", *quality, "--out", str(args.out / "figures")], check=True)
     if args.emulated:

@@ -52,7 +52,8 @@ def train(config: dict, seed: int, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(config, f)
-    cmd = ["mpiexec", "-n", str(ranks(config)), str(BIN / "huscf-mpi"), "train", "--config", f.name,
+    mpiexec = BIN / "mpiexec"  # the venv's MPICH, as `make` installs it; else the one on PATH
+    cmd = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks(config)), str(BIN / "huscf-mpi"), "train", "--config", f.name,
            "--seed", str(seed), "--output", str(out)]
     t0 = time.time()
     # The code of this script's own checkout runs, whatever is installed: a sweep can run from

@@ -197,6 +197,9 @@ def test_client_draws_uniform_fake_labels_from_its_own_domain():
         def round_end(self, round_index):
             return None
 
+        def generate(self, z, labels):
+            return z
+
     arch = domain_architecture("cgan28", ["mnist", "pneumoniamnist"])
     info = SimpleNamespace(arch=arch, domains={1: "mnist", 2: "pneumoniamnist"})
     transport = SimpleNamespace(pacer=SimpleNamespace(compute=None))

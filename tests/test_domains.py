@@ -122,6 +122,25 @@ def test_medmnist_reader_official_splits_without_val(tmp_path):
     assert d.train_labels.shape == (30,) and set(d.train_labels.tolist()) == {0, 1}
 
 
+def test_medmnist_reader_slot_takes_rgb_sets(tmp_path):
+    """BloodMNIST/DermaMNIST are RGB (N, 28, 28, 3) .npz files: the reader already takes them;
+    only their registry entry and checksum are missing (they could not be obtained here)."""
+    from huscf_mpi.data.readers import decode
+    from huscf_mpi.data.registry import DomainSpec
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "rgbmnist.npz"
+    np.savez(path, **{f"{s}_images": rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+                      for s, n in (("train", 16), ("val", 4), ("test", 8))},
+             **{f"{s}_labels": (np.arange(n) % 8).astype(np.uint8)[:, None] for s, n in (("train", 16), ("val", 4), ("test", 8))})
+    spec = DomainSpec("rgbmnist", "medmnist", None, None, None, None, n_classes=8, class_names=tuple("abcdefgh"),
+                      image_shape=(3, 28, 28), reader="medmnist_npz", sources=("rgbmnist.npz",))
+    out = decode(spec, {"rgbmnist.npz": path}).splits
+    assert set(out) == {"train", "test"} and out["train"][0].shape == (16, 3, 28, 28)
+    with np.load(path) as z:
+        np.testing.assert_array_equal(out["test"][0], z["test_images"].transpose(0, 3, 1, 2))
+
+
 def test_fsdd_split_rule():
     assert [fsdd_split(i) for i in range(7)] == ["test"] * 5 + ["train"] * 2
     assert fsdd_split(49) == "train"

@@ -186,13 +186,16 @@ def profile(config_path, batch_size, width):
     import torch
 
     from .comm import MPITransport
-    from .models import get_architecture
+    from .models import domain_architecture
     from .roles.cut_setup import measure_ranks
     from .roles.threads import available_cores, server_threads
 
     # Rank 0 is timed with the threads it would train with, since the GA uses its speed.
     torch.set_num_threads(server_threads(cfg.server.threads, available_cores()) if rank == 0 else 1)
-    arch = get_architecture(cfg.model.architecture)
+    try:
+        arch = domain_architecture(cfg.model.architecture, cfg.data.domains)
+    except (KeyError, ValueError, UsageError) as e:
+        _fail(str(e).strip("'\""), rank)
     costs, times, links = measure_ranks(cfg, arch, MPITransport(MPI.COMM_WORLD))
     if rank == 0:
         total = sum(float(c.forward_flops.sum() + c.backward_flops.sum()) for c in costs.values())

@@ -49,8 +49,23 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _scenario_domains(self) -> "DataConfig":
+        from .data.errors import DataError
         from .data.partition import SCENARIOS
+        from .data.registry import get_domain
 
+        try:
+            shapes = {d: get_domain(d).image_shape for d in self.domains}
+        except DataError as e:
+            raise ValueError(str(e)) from None
+        if len(set(shapes.values())) > 1:
+            listed = ", ".join(f"{d} {'x'.join(map(str, s))}" for d, s in shapes.items())
+            raise ValueError(f"domains mix image shapes ({listed}): clients of one run share a server body, "
+                             "so all their images must have one shape; run these domains separately")
+        # SPEC §4's table names MNIST-family domains; a config with any other domain (CIFAR-10,
+        # PneumoniaMNIST, FSDD, ...) takes only the scenario's rules (exclusion, caps).
+        paper = {d for sc in SCENARIOS.values() for d in sc.domains}
+        if not set(self.domains) <= paper:
+            return self
         spec = SCENARIOS[self.scenario]
         missing = [d for d in spec.domains if d not in self.domains]
         extra = [d for d in self.domains if d not in spec.domains]

@@ -74,6 +74,26 @@ def test_g_block2_paper_figures(paper_costs):
     np.testing.assert_array_equal(ref["g"].output_bytes, paper_costs["g"].output_bytes)
 
 
+@pytest.mark.parametrize("arch", [get_architecture("cgan28", (1, 28, 28), 2), get_architecture("cgan32", (3, 32, 32), 10)],
+                         ids=["cgan28-2cls", "cgan32-rgb"])
+def test_cost_model_covers_every_architecture(arch, paper_devices):
+    b = 4
+    costs = block_costs(arch, 0.25, b, "true")
+    for net in ("g", "d"):
+        shapes = arch.output_shapes(net, 0.25)
+        assert costs[net].n_blocks == arch.n_blocks(net) == len(shapes)
+        assert np.all(costs[net].forward_flops > 0) and np.all(costs[net].backward_flops >= 0)
+        np.testing.assert_array_equal(costs[net].output_bytes, [4 * b * int(np.prod(s)) for s in shapes])
+    ref = block_costs(arch, 0.25, b, "reference")  # the hand table knows every layer used
+    assert np.all(ref["g"].forward_flops > 0)
+    clients, server = paper_devices
+    fit = latency_fitness(costs, clients[:3], server)
+    choices = [valid_net_cuts(arch.n_blocks(n), arch.pinned[n]) for n in ("g", "d")]
+    best, value = exhaustive_best(fit, choices, 3)
+    result = run_ga(fit, choices, 3, GAConfig(population=40, generations=60, stall_generations=20, seed=0))
+    assert np.isfinite(value) and value > 0 and result.best_latency == pytest.approx(value, rel=1e-12)
+
+
 def test_block_costs_leave_torch_rng_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)

@@ -110,12 +110,14 @@ def test_idx_corrupt_gzip(tmp_path):
 # --- registry ---------------------------------------------------------------------------------
 
 def test_registry():
-    assert set(DOMAINS) == {"mnist", "fashion_mnist", "kmnist", "notmnist"}
+    assert set(DOMAINS) == {"mnist", "fashion_mnist", "kmnist", "notmnist", "cifar10", "pneumoniamnist", "fsdd"}
     for spec in DOMAINS.values():
-        assert spec.n_classes == len(spec.class_names) == 10 and spec.image_shape == (1, 28, 28)
+        assert spec.n_classes == len(spec.class_names)
         assert set(spec.sha256) == set(spec.files)
         assert all(len(h) == 64 for h in spec.sha256.values())
     assert DOMAINS["kmnist"].pool and DOMAINS["notmnist"].pool and not DOMAINS["mnist"].pool
+    for name in ("mnist", "fashion_mnist", "kmnist", "notmnist"):
+        assert DOMAINS[name].n_classes == 10 and DOMAINS[name].image_shape == (1, 28, 28)
     assert DOMAINS["kmnist"].train_images is None
     with pytest.raises(DataError) as exc:
         get_domain("cifar100")

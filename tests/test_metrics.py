@@ -155,8 +155,9 @@ def test_to_model_input_scales_uint8_like_the_gan():
     x = to_model_input(np.array([[[0, 255], [51, 102]]], dtype=np.uint8))
     assert x.dtype == torch.float32 and x.shape == (1, 1, 2, 2)
     np.testing.assert_allclose(x.numpy().ravel(), [-1.0, 1.0, -0.6, -0.2], atol=1e-6)
+    assert to_model_input(np.zeros((2, 3, 32, 32), np.uint8)).shape == (2, 3, 32, 32)  # RGB kept
     with pytest.raises(ValueError):
-        to_model_input(np.zeros((2, 3, 28, 28), np.float32))
+        to_model_input(np.zeros((28, 28), np.float32))
 
 
 def test_train_classifier_learns_is_deterministic_and_spares_global_rng():
@@ -182,6 +183,51 @@ def test_predict_logits_eval_mode_batch_invariant_and_restores_mode():
     probs = predict_proba(model, x)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(probs, torch.softmax(full.double(), 1).numpy(), atol=1e-6)
+
+
+def rgb_blob_images(n: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``blob_images`` for 3x32x32: class k is a coloured square at a class-specific spot."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n, dtype=np.int64) % n_classes
+    images = rng.integers(0, 60, size=(n, 3, 32, 32), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        r, c = divmod(int(k), 3)
+        images[i, int(k) % 3, 2 + 9 * r:9 + 9 * r, 2 + 9 * c:9 + 9 * c] = 255
+    return images, labels
+
+
+@pytest.mark.parametrize("shape,k,layout", [((1, 28, 28), 2, "spec"), ((3, 32, 32), 10, "cnn32"),
+                                            ((1, 32, 32), 10, "cnn32"), ((3, 28, 28), 10, "spec")])
+def test_classifiers_for_each_domain_shape(shape, k, layout):
+    x = torch.zeros(5, *shape)
+    state = torch.get_rng_state()
+    model = DomainClassifier(k, seed=1, image_shape=shape)
+    assert torch.equal(torch.get_rng_state(), state) and model.layout == layout
+    assert model(x).shape == (5, k) and model.features(x).shape == (5, DomainClassifier.FEATURE_DIM)
+    assert SyntheticCNN(k, seed=0, image_shape=shape)(x).shape == (5, k)
+    # the SPEC network on 1x28x28 keeps its cache version; other shapes get their own
+    assert (DomainClassifier.version_tag(shape) == DomainClassifier.VERSION) == (shape == (1, 28, 28))
+
+
+def test_rgb_and_two_class_classifiers_train_and_cache(tmp_path, caplog):
+    x, y = rgb_blob_images(450, 9, seed=0)
+    xt, yt = rgb_blob_images(90, 9, seed=1)
+    kw = dict(cache_dir=tmp_path, epochs=4, seed=0, split_tag="official", n_classes=9)
+    model, acc = load_or_train_domain_classifier("cifar10", x, y, xt, yt, **kw)
+    assert model.image_shape == (3, 32, 32) and acc == 100.0
+    with caplog.at_level(logging.INFO, logger="huscf_mpi.metrics.cache"):
+        again, acc2 = load_or_train_domain_classifier("cifar10", x, y, xt, yt, **kw)
+    assert "loaded" in caplog.text and acc2 == acc
+    # 2 classes, 1x28x28 (PneumoniaMNIST's shape): a different key, its own file
+    g, gy = blob_images(60, 2, seed=0)
+    two, acc_two = load_or_train_domain_classifier("pneumoniamnist", g, gy, g, gy, cache_dir=tmp_path, epochs=3,
+                                                   seed=0, split_tag="official", n_classes=2)
+    assert two.head.out_features == 2 and acc_two == 100.0
+    assert len(list(tmp_path.glob("domain_classifier-*.pt"))) == 2
+    # synthetic-data classification and FID take the RGB shape too
+    m = synthetic_classification(to_model_input(x), y, xt, yt, epochs=2, seed=0, n_classes=9)
+    assert m["accuracy"] > 90
+    assert fid_against_real(model, xt, xt) == pytest.approx(0.0, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------------- cache

@@ -3,20 +3,23 @@ import numpy as np
 import pytest
 import torch
 
-from huscf_mpi.models import (CutVector, NetCut, Segment, client_models, full_blocks, get_architecture,
-                              server_bodies, valid_cut_vectors, valid_net_cuts)
+from huscf_mpi.models import (CutVector, NetCut, Segment, client_models, domain_architecture, full_blocks,
+                              get_architecture, server_bodies, valid_cut_vectors, valid_net_cuts)
 from huscf_mpi.models.params import client_blocks, dtypes_of, flatten, layout, load_state, state_of, unflatten
 
 torch.set_num_threads(1)
 ARCH = get_architecture("cgan28")
+# Every architecture the domains use: the MNIST family, PneumoniaMNIST (2 classes), CIFAR-10.
+ARCHS = {"cgan28": ARCH, "cgan28-2cls": get_architecture("cgan28", (1, 28, 28), 2),
+         "cgan32-rgb": get_architecture("cgan32", (3, 32, 32), 10)}
 WIDTH = 0.25
 SEED = 7
 
 
-def _inputs(net, batch=6):
+def _inputs(net, batch=6, arch=ARCH):
     g = torch.Generator().manual_seed(1)
-    labels = torch.randint(0, 10, (batch,), generator=g)
-    x = torch.randn(batch, 100, generator=g) if net == "g" else torch.rand(batch, 1, 28, 28, generator=g) * 2 - 1
+    labels = torch.randint(0, arch.n_classes, (batch,), generator=g)
+    x = torch.randn(batch, arch.z_dim, generator=g) if net == "g" else torch.rand(batch, *arch.image_shape, generator=g) * 2 - 1
     return x, labels
 
 
@@ -38,14 +41,44 @@ def test_valid_cuts_of_paper_model():
             bad.validate(5, (3,))
 
 
-@pytest.mark.parametrize("cut", valid_cut_vectors(ARCH), ids=lambda v: "-".join(map(str, v.as_tuple())))
+def test_cgan32_shapes_and_size():
+    arch = ARCHS["cgan32-rgb"]
+    assert arch.output_shapes("g", 1.0) == [(512, 4, 4), (256, 8, 8), (128, 16, 16), (64, 32, 32), (3, 32, 32)]
+    assert arch.output_shapes("d", 1.0) == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2), (1,)]
+    assert arch.cluster_block == 3 and arch.pinned == {"g": (3,), "d": (3,)}
+    assert len(valid_cut_vectors(arch)) == 16
+    n = sum(p.numel() for net in "gd" for m in arch.blocks(net, 1.0) for p in m.parameters())
+    assert 6e6 < n < 7e6
+    small = sum(p.numel() for net in "gd" for m in arch.blocks(net, 0.125) for p in m.parameters())
+    assert small < n / 30  # the width multiplier scales the hidden channels
+
+
+def test_architecture_comes_from_the_domains():
+    assert domain_architecture("cgan28", ["mnist"]) is ARCH
+    pneu = domain_architecture("cgan28", ["pneumoniamnist"])
+    assert pneu.key == ("cgan28", (1, 28, 28), 2) and pneu is ARCHS["cgan28-2cls"]
+    assert pneu.blocks("g", 0.25)[0].embed.num_embeddings == 2
+    assert domain_architecture("cgan32", ["cifar10"]).image_shape == (3, 32, 32)
+    # a 2-class domain beside 10-class ones: the label embedding covers the largest count
+    assert domain_architecture("cgan28", ["mnist", "fashion_mnist", "pneumoniamnist"]).n_classes == 10
+    with pytest.raises(ValueError, match="mixes image shapes .*cifar10 3x32x32.*run these domains separately"):
+        domain_architecture("cgan28", ["mnist", "cifar10"])
+    with pytest.raises(ValueError, match="cgan28 takes 28x28 images, not 3x32x32: use model.architecture: cgan32"):
+        domain_architecture("cgan28", ["cifar10"])
+    with pytest.raises(KeyError, match="known: cgan28, cgan32"):
+        get_architecture("dcgan64")
+
+
+@pytest.mark.parametrize("arch_id,cut", [(a, v) for a, arch in ARCHS.items() for v in valid_cut_vectors(arch)],
+                         ids=lambda v: "-".join(map(str, v.as_tuple())) if isinstance(v, CutVector) else v)
 @pytest.mark.parametrize("net", ["g", "d"])
-def test_split_equals_unsplit_forward_and_gradients(cut, net):
-    full = Segment(full_blocks(ARCH, WIDTH, SEED)[net])
-    parts = client_models(ARCH, WIDTH, cut, SEED)
-    body = server_bodies(ARCH, WIDTH, {1: cut}, SEED)[net]
+def test_split_equals_unsplit_forward_and_gradients(arch_id, cut, net):
+    arch = ARCHS[arch_id]
+    full = Segment(full_blocks(arch, WIDTH, SEED)[net])
+    parts = client_models(arch, WIDTH, cut, SEED)
+    body = server_bodies(arch, WIDTH, {1: cut}, SEED)[net]
     head, tail = (parts.g_head, parts.g_tail) if net == "g" else (parts.d_head, parts.d_tail)
-    x, labels = _inputs(net)
+    x, labels = _inputs(net, arch=arch)
 
     ref = full(x, labels)
     smashed = head(x, labels)
@@ -84,18 +117,20 @@ def test_server_body_runs_each_block_on_the_clients_whose_span_has_it():
     assert set(captured) == {1, 2, 3}
 
 
-def test_parameter_buffer_round_trip():
+@pytest.mark.parametrize("arch_id", list(ARCHS))
+def test_parameter_buffer_round_trip(arch_id):
+    arch = ARCHS[arch_id]
     cut = CutVector.from_tuple((2, 4, 1, 5))
-    parts = client_models(ARCH, WIDTH, cut, SEED)
+    parts = client_models(arch, WIDTH, cut, SEED)
     modules = {"g": [parts.g_head, parts.g_tail], "d": [parts.d_head, parts.d_tail]}
-    lay = layout(ARCH, WIDTH, client_blocks(ARCH, cut))
+    lay = layout(arch, WIDTH, client_blocks(arch, cut))
     state = state_of(modules)
     assert {b for net in state for b in state[net]} == {1, 2, 4, 5}
     flat = flatten(state, lay)
     assert flat.dtype == np.float32 and flat.size == sum(v.size for n in state.values() for b in n.values() for v in b.values())
-    other = client_models(ARCH, WIDTH, cut, SEED + 1)
+    other = client_models(arch, WIDTH, cut, SEED + 1)
     other_modules = {"g": [other.g_head, other.g_tail], "d": [other.d_head, other.d_tail]}
-    load_state(other_modules, unflatten(flat, lay, dtypes_of(ARCH, WIDTH)))
+    load_state(other_modules, unflatten(flat, lay, dtypes_of(arch, WIDTH)))
     for a, b in zip(parts.g_head.state_dict().values(), other.g_head.state_dict().values()):
         assert a.dtype == b.dtype
         torch.testing.assert_close(a, b)

@@ -151,3 +151,12 @@ def test_summary():
     assert [r["client"] for r in rows] == [1, 2, 3]
     assert rows[0] == {"client": 1, "domain": "mnist", "size": shards[0].size,
                        "excluded_labels": list(shards[0].excluded_labels), "cap": shards[0].cap}
+
+
+@pytest.mark.parametrize("scenario", [2, 5])
+def test_two_class_domain_never_loses_every_class(scenario):
+    labels = {"pneumoniamnist": np.arange(4000) % 2}
+    shards = partition(scenario, {"pneumoniamnist": 20}, labels, seed=3)
+    assert all(len(sh.excluded_labels) <= 1 for sh in shards)
+    assert any(len(sh.excluded_labels) == 1 for sh in shards)  # exclusion still applies
+    assert all(sh.size > 0 for sh in shards)

@@ -181,3 +181,27 @@ def test_swap_targets_follow_the_round_and_seed():
     assert all(t1[c] != c for c in clients)
     assert any(swap_targets(clients, 0, r) != t1 for r in range(2, 6))
     assert swap_targets([1], 0, 1) == {}
+
+
+def test_client_draws_uniform_fake_labels_from_its_own_domain():
+    """A 2-class domain beside 10-class ones: the model embeds 10 labels, the client draws 0..1."""
+    from types import SimpleNamespace
+
+    from huscf_mpi.models import domain_architecture
+    from huscf_mpi.strategies.base import ClientStrategy
+
+    class Probe(ClientStrategy):
+        def train_iteration(self, x, y):
+            return 0.0, 0.0
+
+        def round_end(self, round_index):
+            return None
+
+        def generate(self, z, labels):
+            return z
+
+    arch = domain_architecture("cgan28", ["mnist", "pneumoniamnist"])
+    info = SimpleNamespace(arch=arch, domains={1: "mnist", 2: "pneumoniamnist"})
+    transport = SimpleNamespace(pacer=SimpleNamespace(compute=None))
+    assert arch.n_classes == 10
+    assert Probe(info, 1, transport).n_classes == 10 and Probe(info, 2, transport).n_classes == 2

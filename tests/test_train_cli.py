@@ -135,6 +135,9 @@ def _run_single(args) -> subprocess.CompletedProcess:
     ({"data": {"domains": {"mnist": 0}}}, ["data.domains", "0 clients"]),
     ({"data": {"scenario": 3, "domains": {"mnist": 2}}}, ["data: domains", "no clients for fashion_mnist"]),
     ({"cuts": [3, 5, 1, 5]}, ["cuts", "pinned"]),
+    ({"data": {"domains": {"mnist": 1, "cifar10": 1}}}, ["data: domains mix image shapes", "cifar10 3x32x32"]),
+    ({"data": {"domains": {"bloodmnist": 1}}}, ["bloodmnist", "not available"]),
+    ({"data": {"domains": {"cifar10": 1}}}, ["cgan28 takes 28x28 images", "model.architecture: cgan32"]),
 ])
 def test_bad_config_gets_one_line(tmp_path, cfg, words):
     proc = run_mpi(2, [huscf_cli(), "train", "--config", str(_write(tmp_path, {**cfg, "data": {

@@ -1,11 +1,11 @@
 """Datasets, scenario partitions and client batches (SPEC §4)."""
 from .errors import DataError
 from .idx import read_idx
-from .cache import ensure_decoded
+from .cache import decoded_meta, ensure_decoded
 from .loading import (OFFICIAL, POOL_SPLIT, DomainData, load_domain, load_shard, open_domain, pool_split_indices,
                       sha256_file, to_unit_range)
 from .partition import SCENARIOS, ClientShard, ExclusionRule, ScenarioSpec, partition, partition_summary
-from .registry import DOMAINS, DomainSpec, domain_key, get_domain
+from .registry import DOMAINS, UNAVAILABLE, DomainSpec, domain_key, get_domain
 from .root import ENV_VAR, resolve_data_root
 
 
@@ -19,7 +19,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "ClientBatches", "epoch_iterations", "DataError", "read_idx", "OFFICIAL", "POOL_SPLIT", "DomainData",
-    "load_domain", "load_shard", "open_domain", "ensure_decoded", "pool_split_indices", "sha256_file", "to_unit_range", "SCENARIOS", "ClientShard",
-    "ExclusionRule", "ScenarioSpec", "partition", "partition_summary", "DOMAINS", "DomainSpec", "domain_key",
+    "load_domain", "load_shard", "open_domain", "ensure_decoded", "decoded_meta", "pool_split_indices", "sha256_file", "to_unit_range", "SCENARIOS", "ClientShard",
+    "ExclusionRule", "ScenarioSpec", "partition", "partition_summary", "DOMAINS", "UNAVAILABLE", "DomainSpec", "domain_key",
     "get_domain", "ENV_VAR", "resolve_data_root",
 ]

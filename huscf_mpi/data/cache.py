@@ -1,15 +1,17 @@
-"""Decoded-dataset cache: each domain's IDX files decoded once per machine into ``.npy`` files.
+"""Decoded-dataset cache: each domain's files decoded once per machine into ``.npy`` files.
 
-Reading a domain means gunzipping and parsing ~50 MB of IDX files; done on every rank, a
+Reading a domain means decompressing and parsing its files (~50 MB of IDX for MNIST, 150 MB
+of CIFAR-10 pixels, 3,000 WAVs turned into spectrograms for FSDD; ``data/readers.py``); done on every rank, a
 100-client run decodes the same arrays 100 times and keeps 100 private copies of them. Instead
 one rank per node (the node leader, see ``roles/setup.py``) makes sure the cache holds the
 domain, and every rank memory-maps the uncompressed arrays read-only: their pages live once
 in the page cache, shared by all ranks of the node, and a client copies out only its shard.
 
 Layout: ``<cache>/<domain>-<tag>/`` with ``images.npy``, ``labels.npy`` per split
-(``train``/``test``, or ``pool`` for a pool domain) and ``manifest.json``, written last.
-``<tag>`` is derived from the shipped checksums, so another dataset version gets another
-folder. The manifest records the source files' size and mtime and every array's shape,
+(``train``/``test``, or ``pool`` for a pool domain) and ``manifest.json``, written last; the
+manifest also keeps the reader's ``meta`` (e.g. FSDD's dB range, :func:`decoded_meta`).
+``<tag>`` is derived from the shipped checksums (and, for non-IDX readers, the reader and
+its parameters), so another dataset version or spectrogram recipe gets another folder. The manifest records the source files' size and mtime and every array's shape,
 dtype and file size: a leader rebuilds (verifying sha256 again) when a source changed, and
 every reader refuses a folder whose arrays do not match their manifest.
 
@@ -32,16 +34,23 @@ VERSION = 1
 MANIFEST = "manifest.json"
 
 
-def _splits(spec: DomainSpec) -> dict[str, tuple[str, str]]:
-    """Split name -> (images file, labels file) of the domain's sources."""
-    if spec.pool:
-        return {"pool": (spec.test_images, spec.test_labels)}
-    return {"train": (spec.train_images, spec.train_labels), "test": (spec.test_images, spec.test_labels)}
+def _reader_params(spec: DomainSpec) -> list:
+    """What besides the files fixes a non-IDX domain's decoded arrays (part of the cache tag)."""
+    if spec.reader == "idx":
+        return []  # keeps the IDX domains' folder names of cache version 1
+    params: list = [spec.reader, list(spec.image_shape)]
+    if spec.reader == "fsdd_zip":
+        from .audio import DEFAULT
+
+        params.append(DEFAULT.as_dict())
+    return params
 
 
 def domain_cache_dir(spec: DomainSpec, cache: Path) -> Path:
-    """``<cache>/<domain>-<tag>``: ``tag`` hashes the shipped checksums and :data:`VERSION`."""
-    tag = hashlib.sha256(json.dumps([VERSION, dict(spec.sha256)], sort_keys=True).encode()).hexdigest()[:12]
+    """``<cache>/<domain>-<tag>``: ``tag`` hashes the shipped checksums, :data:`VERSION` and
+    (non-IDX readers) the reader's parameters."""
+    key = [VERSION, dict(spec.sha256)] + _reader_params(spec)
+    tag = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return Path(cache).expanduser() / f"{spec.name}-{tag}"
 
 
@@ -92,7 +101,7 @@ def ensure_decoded(name: str, root: Path, cache: Path, verify: bool = True) -> P
         A missing, corrupt or malformed source file (see :func:`~huscf_mpi.data.load_domain`),
         or a cache folder that cannot be written (names it and the fix).
     """
-    from .loading import _check_files, _read_pair  # decoding lives with the loader
+    from .loading import _check_files, _decode  # decoding lives with the loader
 
     spec = get_domain(name)
     folder = domain_cache_dir(spec, cache)
@@ -102,16 +111,16 @@ def ensure_decoded(name: str, root: Path, cache: Path, verify: bool = True) -> P
     if manifest and manifest.get("sources") == sources and _arrays_match(folder, manifest):
         return folder
     _check_files(spec, Path(root), verify)
+    decoded = _decode(spec, paths)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         arrays = {}
-        for split, (images_file, labels_file) in _splits(spec).items():
-            images, labels = _read_pair(spec, paths[images_file], paths[labels_file])
+        for split, (images, labels) in decoded.splits.items():
             for kind, a in (("images", images), ("labels", labels)):
                 fname = f"{split}-{kind}.npy"
                 _atomic_write(folder / fname, lambda f, a=a: np.save(f, np.ascontiguousarray(a)))
                 arrays[fname] = {"shape": list(a.shape), "dtype": a.dtype.str, "bytes": (folder / fname).stat().st_size}
-        manifest = {"version": VERSION, "domain": name, "sources": sources, "arrays": arrays}
+        manifest = {"version": VERSION, "domain": name, "sources": sources, "arrays": arrays, "meta": decoded.meta}
         _atomic_write(folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     except OSError as e:
         raise DataError(f"cannot write the decoded-data cache {folder}: {e.strerror or e}; "
@@ -125,7 +134,7 @@ def open_decoded(name: str, cache: Path) -> dict[str, np.ndarray]:
     Returns
     -------
     dict
-        ``"<split>-images"`` (uint8, (N, H, W)) and ``"<split>-labels"`` (int64, (N,)) for
+        ``"<split>-images"`` (uint8, (N, H, W), or (N, C, H, W) when C > 1) and ``"<split>-labels"`` (int64, (N,)) for
         splits ``train`` and ``test``, or ``pool`` for a pool domain; each an ``np.memmap``
         whose pages are shared with every other rank of the node.
 
@@ -149,3 +158,21 @@ def open_decoded(name: str, cache: Path) -> dict[str, np.ndarray]:
                             f"{meta['dtype']}; delete {folder} to rebuild it")
         out[fname.removesuffix(".npy")] = a
     return out
+
+
+def decoded_meta(name: str, cache: Path) -> dict:
+    """The reader's metadata kept in domain ``name``'s manifest (``{}`` for most domains).
+
+    For ``fsdd``: ``db_lo``/``db_hi`` (the training split's dB range), ``mel`` (the
+    :class:`~huscf_mpi.data.audio.MelSpec` fields) and ``speakers`` per split; what
+    :func:`~huscf_mpi.data.audio.image_to_audio` needs to turn a generated image into sound.
+
+    Raises :class:`DataError` if the folder is missing or incomplete (as :func:`open_decoded`).
+    """
+    spec = get_domain(name)
+    folder = domain_cache_dir(spec, cache)
+    manifest = _read_manifest(folder)
+    if not manifest or not _arrays_match(folder, manifest):
+        raise DataError(f"decoded-data cache {folder} is missing or incomplete: build it first "
+                        "(huscf_mpi.data.ensure_decoded, done at set-up by one rank per node)")
+    return dict(manifest.get("meta") or {})

@@ -10,7 +10,6 @@ import numpy as np
 
 from .. import seeding
 from .errors import DataError
-from .idx import read_idx
 from .registry import DomainSpec, domain_key, get_domain
 from .root import ENV_VAR
 
@@ -31,9 +30,9 @@ class DomainData:
     ----------
     name : str
         Domain name (registry key).
-    train_images : ndarray of uint8, shape (N, 28, 28)
+    train_images : ndarray of uint8, shape (N, H, W), or (N, C, H, W) when C > 1
     train_labels : ndarray of int64, shape (N,)
-    test_images : ndarray of uint8, shape (M, 28, 28)
+    test_images : ndarray of uint8, shape (M, H, W) or (M, C, H, W)
     test_labels : ndarray of int64, shape (M,)
     split : {"official", "pool-80/20"}
         Which split was used; recorded in the result file.
@@ -65,7 +64,7 @@ def _check_files(spec: DomainSpec, root: Path, verify: bool) -> dict[str, Path]:
     for name, path in paths.items():
         if not path.is_file():
             raise DataError(
-                f"missing dataset file {path}: put the {spec.name} IDX files ({', '.join(spec.files)}) "
+                f"missing dataset file {path}: put the {spec.name} files ({', '.join(spec.files)}) "
                 f"in <root>/{spec.folder}/ or pass --data-root (env {ENV_VAR})"
             )
     if verify:
@@ -79,16 +78,10 @@ def _check_files(spec: DomainSpec, root: Path, verify: bool) -> dict[str, Path]:
     return paths
 
 
-def _read_pair(spec: DomainSpec, images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != spec.image_shape[1:]:
-        raise DataError(f"{images_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}")
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise DataError(f"{labels_path}: expected {len(images)} labels to match {images_path.name}, got shape {labels.shape}")
-    labels = labels.astype(np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= spec.n_classes):
-        raise DataError(f"{labels_path}: labels must lie in 0..{spec.n_classes - 1}, got {labels.min()}..{labels.max()}")
-    return images, labels
+def _decode(spec: DomainSpec, paths: dict[str, Path]):
+    from .readers import decode  # imports the audio code only when a domain needs it
+
+    return decode(spec, paths)
 
 
 def pool_split_indices(n: int, name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,13 +125,12 @@ def load_domain(name: str, root: Path, seed: int, verify: bool = True) -> Domain
         mismatch (names the file, expected and actual sha256); a malformed file.
     """
     spec = get_domain(name)
-    paths = _check_files(spec, Path(root), verify)
-    test_images, test_labels = _read_pair(spec, paths[spec.test_images], paths[spec.test_labels])
+    splits = _decode(spec, _check_files(spec, Path(root), verify)).splits
     if not spec.pool:
-        train_images, train_labels = _read_pair(spec, paths[spec.train_images], paths[spec.train_labels])
-        return DomainData(name, train_images, train_labels, test_images, test_labels, OFFICIAL)
-    train, test = pool_split_indices(len(test_images), name, seed)
-    return DomainData(name, test_images[train], test_labels[train], test_images[test], test_labels[test], POOL_SPLIT)
+        return DomainData(name, *splits["train"], *splits["test"], OFFICIAL)
+    images, labels = splits["pool"]
+    train, test = pool_split_indices(len(images), name, seed)
+    return DomainData(name, images[train], labels[train], images[test], labels[test], POOL_SPLIT)
 
 
 def open_domain(name: str, cache: Path, seed: int) -> DomainData:
@@ -168,7 +160,7 @@ def load_shard(name: str, cache: Path, seed: int, indices: np.ndarray) -> tuple[
 
     Returns
     -------
-    images : ndarray of uint8, shape (n, H, W)
+    images : ndarray of uint8, shape (n, H, W), or (n, C, H, W) when C > 1
     labels : ndarray of int64, shape (n,)
         Equal to ``load_domain(...).train_images[indices]`` and ``.train_labels[indices]``.
     """

@@ -16,7 +16,9 @@ Choices where SPEC §4 is silent:
   domain's clients rounded half up; the last tier takes the remainder. Which clients fall in
   a tier is a seeded random choice. Fractional caps are floored (⅔·S → ``2*S // 3``).
 * The number of excluded labels k is drawn independently per client; the k labels are
-  distinct, uniformly random among the domain's labels (``0 .. max(label)``).
+  distinct, uniformly random among the domain's labels (``0 .. max(label)``). k is capped
+  at the number of labels minus one, so exclusion never removes every class (a 2-class
+  domain such as PneumoniaMNIST excludes at most one).
 * Random streams are keyed by ``seeding.PARTITION``, the domain's CRC-32 and the client's
   index within its domain, so a domain's partition does not change when other domains are
   added before it, and the seed alone fixes the result.
@@ -212,7 +214,9 @@ def partition(scenario: int, clients_per_domain: Mapping[str, int], train_labels
             if spec.exclusion is not None:
                 r = seeding.rng(seed, seeding.PARTITION, key, _EXCLUDE, local)
                 k = int(r.choice(spec.exclusion.ks, p=spec.exclusion.p))
-                excluded = tuple(sorted(int(c) for c in r.choice(n_classes, size=min(k, n_classes), replace=False)))
+                # At most n_classes - 1: a shard keeps at least one label (matters for 2-class domains;
+                # for 10 classes k <= 4 and the draw is the same as before this rule).
+                excluded = tuple(sorted(int(c) for c in r.choice(n_classes, size=min(k, n_classes - 1), replace=False)))
             kept = chunk[~np.isin(labels[chunk], excluded)] if excluded else chunk
             cap = int(caps[local]) if max_per_client is None else min(int(caps[local]), int(max_per_client))
             if len(kept) > cap:

@@ -40,6 +40,6 @@ def resolve_data_root(option: str | Path | None = None) -> Path:
     if not path.is_dir():
         raise DataError(
             f"data root {path} (from {source}) is not a directory: pass --data-root DIR or set "
-            f"{ENV_VAR} to the folder holding mnist/, fashion_mnist/, kmnist/, notmnist/"
+            f"{ENV_VAR} to the folder holding mnist/, fashion_mnist/, cifar10/, medmnist/, fsdd/, ..."
         )
     return path.resolve()

@@ -20,7 +20,7 @@ import torch
 from .classifiers import DomainClassifier
 from .training import accuracy, to_labels, to_model_input, train_classifier
 
-__all__ = ["domain_classifier_cache_key", "load_or_train_domain_classifier"]
+__all__ = ["domain_classifier_cache_key", "image_shape_of", "load_or_train_domain_classifier"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,27 @@ def _fingerprint(array) -> str:
     return h.hexdigest()
 
 
+def image_shape_of(images) -> tuple[int, int, int]:
+    """(C, H, W) of one image of a batch given as (N, H, W) (C = 1) or (N, C, H, W)."""
+    shape = tuple(int(v) for v in images.shape)
+    if len(shape) == 3:
+        return (1, *shape[1:])
+    if len(shape) == 4:
+        return shape[1:]
+    raise ValueError(f"expected images of shape (N, H, W) or (N, C, H, W), got {shape}")
+
+
 def domain_classifier_cache_key(
     domain: str, split_tag: str, epochs: int, seed: int, n_classes: int, train_images, train_labels
 ) -> str:
     """Hex SHA-256 identifying one trained domain classifier.
 
     Hashes domain, split tag, epochs, seed, n_classes, the training-set size, fingerprints of the
-    training labels and images, and :attr:`DomainClassifier.VERSION`, so any change to the data,
-    training recipe or architecture yields a different key.
+    training labels and images, and the network's version tag (:attr:`DomainClassifier.VERSION`
+    for the SPEC network on 1x28x28, else layout, image shape and version), so any change to the
+    data, training recipe or architecture yields a different key.
     """
+    version = DomainClassifier.version_tag(image_shape_of(train_images))
     labels = to_labels(train_labels).numpy()
     fields = {
         "domain": str(domain),
@@ -54,7 +66,7 @@ def domain_classifier_cache_key(
         # Same-size, same-label sets with different pixels (another preprocessing, another
         # partition draw) must not share weights; hashing ~47 MB of uint8 costs ~50 ms.
         "images": _fingerprint(train_images),
-        "model_version": DomainClassifier.VERSION,
+        "model_version": version,
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
@@ -98,8 +110,9 @@ def load_or_train_domain_classifier(
     domain : str
         Domain name (e.g. ``"mnist"``); part of the key and of the file name.
     train_images : numpy.ndarray
-        uint8 (N, 28, 28) real training images; scaled to [-1, 1] with ``(x / 255) * 2 - 1``,
-        as the GAN sees them (float32 (N, 1, 28, 28) in [-1, 1] is also accepted).
+        uint8 (N, H, W) or (N, C, H, W) real training images; scaled to [-1, 1] with
+        ``(x / 255) * 2 - 1``, as the GAN sees them (float32 (N, C, H, W) in [-1, 1] is also
+        accepted). Their shape picks the network (see :class:`DomainClassifier`).
     train_labels : numpy.ndarray
         int64 (N,).
     test_images, test_labels : numpy.ndarray
@@ -144,7 +157,8 @@ def load_or_train_domain_classifier(
     path = cache_dir / f"domain_classifier-{safe_domain}-{key[:20]}.pt"
     test_fp = _fingerprint(to_labels(test_labels).numpy()) + _fingerprint(test_images)
 
-    model = DomainClassifier(n_classes, seed=seed)
+    shape = image_shape_of(train_images)
+    model = DomainClassifier(n_classes, seed=seed, image_shape=shape)
     if path.exists():
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -158,7 +172,7 @@ def load_or_train_domain_classifier(
             return model, acc
         except Exception as exc:  # truncated or foreign file: retrain rather than fail the run
             logger.warning("domain classifier %s: cannot read %s (%s); retraining", domain, path, exc)
-            model = DomainClassifier(n_classes, seed=seed)
+            model = DomainClassifier(n_classes, seed=seed, image_shape=shape)
 
     x_train = to_model_input(train_images)
     logger.info("domain classifier %s: training on %d images for %d epochs -> %s",

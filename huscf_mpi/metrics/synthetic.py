@@ -31,8 +31,8 @@ def synthetic_classification(
     Parameters
     ----------
     gen_images : numpy.ndarray or torch.Tensor
-        float32 (N, 1, 28, 28) in [-1, 1] (uint8 (N, 28, 28) also accepted); SPEC uses 30,000
-        samples with uniform labels.
+        float32 (N, C, H, W) in [-1, 1] (uint8 (N, H, W) / (N, C, H, W) also accepted); SPEC
+        uses 30,000 samples with uniform labels. The CNN takes the test images' shape.
     gen_labels : array-like
         int64 (N,), the labels the samples were conditioned on.
     test_images, test_labels :
@@ -51,7 +51,9 @@ def synthetic_classification(
         :func:`classification_metrics` of the CNN's predictions on the real test set:
         ``accuracy``, ``precision``, ``recall``, ``f1``, ``fpr`` (macro, in %).
     """
-    model = SyntheticCNN(n_classes, seed=seed)
+    from .cache import image_shape_of
+
+    model = SyntheticCNN(n_classes, seed=seed, image_shape=image_shape_of(test_images))
     train_classifier(model, gen_images, gen_labels, epochs, batch_size, lr, seed=seed)
     y_pred = predict_logits(model, test_images).argmax(dim=1).numpy()
     return classification_metrics(to_labels(test_labels).numpy(), y_pred, n_classes)
@@ -69,7 +71,7 @@ def fid_against_real(classifier: DomainClassifier, real_images, fake_images, bat
     classifier : DomainClassifier
         Trained classifier of the domain (e.g. from :func:`load_or_train_domain_classifier`).
     real_images, fake_images :
-        float32 (N, 1, 28, 28) in [-1, 1] or uint8 (N, 28, 28); at least 2 each. Covariances of
+        float32 (N, C, H, W) in [-1, 1] or uint8 (N, H, W) / (N, C, H, W); at least 2 each. Covariances of
         128-d features are only full-rank with more than 128 samples; thousands are advisable.
     batch_size : int, default=1000
         Inference batch size (memory only).

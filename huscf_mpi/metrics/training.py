@@ -1,8 +1,8 @@
 """Training and batched inference for the evaluation classifiers (SPEC §6).
 
-All entry points accept images either as uint8 pixels of shape (N, 28, 28) -- scaled here to
-[-1, 1] with ``(x / 255) * 2 - 1``, the same mapping the GAN's data path uses -- or as float
-images of shape (N, 1, 28, 28) already in [-1, 1] (NumPy arrays or torch tensors).
+All entry points accept images either as uint8 pixels of shape (N, H, W) or (N, C, H, W) --
+scaled here to [-1, 1] with ``(x / 255) * 2 - 1``, the same mapping the GAN's data path uses --
+or as float images of shape (N, C, H, W) already in [-1, 1] (NumPy arrays or torch tensors).
 """
 from __future__ import annotations
 
@@ -33,30 +33,30 @@ def _as_tensor(array) -> torch.Tensor:
 
 
 def to_model_input(images) -> torch.Tensor:
-    """Convert images to the float32 (N, 1, 28, 28) tensor in [-1, 1] the classifiers take.
+    """Convert images to the float32 (N, C, H, W) tensor in [-1, 1] the classifiers take.
 
     Parameters
     ----------
     images : array-like or torch.Tensor
-        uint8 of shape (N, H, W) or (N, 1, H, W), pixel values 0..255, scaled by
-        ``(x / 255) * 2 - 1``; or floating point of shape (N, 1, H, W) or (N, H, W) already in
+        uint8 of shape (N, H, W) or (N, C, H, W), pixel values 0..255, scaled by
+        ``(x / 255) * 2 - 1``; or floating point of shape (N, C, H, W) or (N, H, W) already in
         [-1, 1], passed through (cast to float32).
 
     Returns
     -------
     torch.Tensor
-        float32, shape (N, 1, H, W), on the CPU (or the input tensor's device).
+        float32, shape (N, C, H, W) (C = 1 for 3-D input), on the CPU (or the input tensor's device).
 
     Raises
     ------
     ValueError
-        If the array is not 3-D or 4-D with one channel, or has a dtype other than uint8/float.
+        If the array is not 3-D or 4-D, or has a dtype other than uint8/float.
     """
     x = _as_tensor(images)
     if x.ndim == 3:
         x = x.unsqueeze(1)
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"expected images of shape (N, 28, 28) or (N, 1, 28, 28), got {tuple(x.shape)}")
+    if x.ndim != 4:
+        raise ValueError(f"expected images of shape (N, H, W) or (N, C, H, W), got {tuple(x.shape)}")
     if x.dtype == torch.uint8:  # the GAN's own data scaling, so classifiers see what G is trained on
         return torch.from_numpy(to_unit_range(x.cpu().numpy()))
     if not x.is_floating_point():
@@ -97,9 +97,9 @@ def train_classifier(
     Parameters
     ----------
     model : torch.nn.Module
-        Classifier mapping (B, 1, 28, 28) float32 to (B, K) logits.
+        Classifier mapping (B, C, H, W) float32 to (B, K) logits.
     images : array-like or torch.Tensor
-        float32 (N, 1, 28, 28) in [-1, 1], or uint8 (N, 28, 28) (see :func:`to_model_input`).
+        float32 (N, C, H, W) in [-1, 1], or uint8 (N, H, W) / (N, C, H, W) (see :func:`to_model_input`).
     labels : array-like or torch.Tensor
         int64 (N,), values in 0..K-1.
     epochs : int
@@ -173,7 +173,7 @@ def predict_logits(model: nn.Module, images, batch_size: int = 1000) -> torch.Te
     ----------
     model : torch.nn.Module
     images : array-like or torch.Tensor
-        float32 (N, 1, 28, 28) in [-1, 1], or uint8 (N, 28, 28).
+        float32 (N, C, H, W) in [-1, 1], or uint8 (N, H, W) / (N, C, H, W).
     batch_size : int, default=1000
         Inference batch size (memory only; results do not depend on it).
 

@@ -1,14 +1,23 @@
-"""Architectures as ordered block lists, and the registry the config names them by (SPEC §2)."""
+"""Architectures as ordered block lists, and the registry the config names them by (SPEC §2).
+
+An architecture *family* (``cgan28``, ``cgan32``) fixes the block structure and the image
+side; the domain fixes the rest: image channels and the number of classes.
+``get_architecture(name, image_shape, n_classes)`` builds (once per process) the
+:class:`Architecture` for that combination, and :func:`domain_architecture` derives the
+combination from the run's domains, refusing domains whose image shapes differ (they could
+not share a server body) or that the family cannot take. ``get_architecture(name)`` alone
+gives the family's default (the MNIST family's 1x28x28, 10 classes for ``cgan28``).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable
+from functools import lru_cache, partial
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
-from . import cgan28
+from . import cgan28, cgan32
 
 GENERATOR, DISCRIMINATOR = "g", "d"
 NETS = (GENERATOR, DISCRIMINATOR)
@@ -20,7 +29,7 @@ class Architecture:
 
     Attributes
     ----------
-    name : registry key, e.g. ``"cgan28"``.
+    name : family key, e.g. ``"cgan28"``.
     image_shape : (C, H, W) of real and generated images.
     n_classes, z_dim : label count and latent size.
     build : maps ``(net, width)`` to the list of blocks of that network (block 1 first).
@@ -35,6 +44,11 @@ class Architecture:
     build: Callable[[str, float], list[nn.Module]]
     pinned: dict[str, tuple[int, ...]]
 
+    @property
+    def key(self) -> tuple[str, tuple[int, int, int], int]:
+        """``(name, image_shape, n_classes)``: ``get_architecture(*key)`` returns this architecture."""
+        return (self.name, tuple(self.image_shape), int(self.n_classes))
+
     def blocks(self, net: str, width: float) -> list[nn.Module]:
         """Fresh blocks of ``net`` (``"g"`` or ``"d"``) at ``width``, initialised from torch's RNG."""
         if net not in NETS:
@@ -42,7 +56,7 @@ class Architecture:
         return self.build(net, width)
 
     def n_blocks(self, net: str) -> int:
-        return len(_output_shapes(self.name, net, 0.05))
+        return len(_output_shapes(self.key, net, 0.05))
 
     @property
     def cluster_block(self) -> int:
@@ -51,7 +65,7 @@ class Architecture:
 
     def output_shapes(self, net: str, width: float) -> list[tuple[int, ...]]:
         """Per-sample output shape of every block of ``net`` (index 0 = block 1), by a dry run."""
-        return list(_output_shapes(self.name, net, width))
+        return list(_output_shapes(self.key, net, width))
 
     def _dry_run(self, net: str, width: float) -> list[tuple[int, ...]]:
         blocks = self.blocks(net, width)
@@ -66,33 +80,98 @@ class Architecture:
         return shapes
 
 
-def _cgan28(net: str, width: float) -> list[nn.Module]:
-    if net == GENERATOR:
-        return cgan28.generator_blocks(width)
-    return cgan28.discriminator_blocks(width)
+@dataclass(frozen=True)
+class _Family:
+    module: object  # cgan28 / cgan32: generator_blocks(width, z_dim, n_classes, channels), discriminator_blocks(...)
+    side: int
+    default_shape: tuple[int, int, int]
+    pinned: tuple[tuple[str, tuple[int, ...]], ...]
+    about: str
 
 
-ARCHITECTURES: dict[str, Architecture] = {
-    "cgan28": Architecture(
-        name="cgan28",
-        image_shape=(1, 28, 28),
-        n_classes=cgan28.N_CLASSES,
-        z_dim=cgan28.Z_DIM,
-        build=_cgan28,
-        pinned={GENERATOR: (3,), DISCRIMINATOR: (3,)},
-    ),
+FAMILIES: dict[str, _Family] = {
+    "cgan28": _Family(cgan28, 28, (1, 28, 28), ((GENERATOR, (3,)), (DISCRIMINATOR, (3,))),
+                      "the paper's 28x28 model (SPEC §2)"),
+    "cgan32": _Family(cgan32, 32, (3, 32, 32), ((GENERATOR, (3,)), (DISCRIMINATOR, (3,))),
+                      "DCGAN-style 32x32 (CIFAR-10)"),
 }
+DEFAULT_CLASSES = 10
+
+
+def _build(module, image_shape: tuple[int, int, int], n_classes: int, net: str, width: float) -> list[nn.Module]:
+    channels = image_shape[0]
+    if net == GENERATOR:
+        return module.generator_blocks(width, module.Z_DIM, n_classes, channels)
+    return module.discriminator_blocks(width, n_classes, channels)
 
 
 @lru_cache(maxsize=None)
-def _output_shapes(name: str, net: str, width: float) -> tuple[tuple[int, ...], ...]:
+def _make(name: str, image_shape: tuple[int, int, int], n_classes: int) -> Architecture:
+    fam = FAMILIES[name]
+    c, h, w = image_shape
+    if (h, w) != (fam.side, fam.side) or c < 1:
+        fits = [n for n, f in FAMILIES.items() if (f.side, f.side) == (h, w)]
+        hint = f"use model.architecture: {fits[0]}" if fits else "no architecture here takes that size"
+        raise ValueError(f"architecture {name} takes {fam.side}x{fam.side} images, not {c}x{h}x{w}: {hint}")
+    if n_classes < 2:
+        raise ValueError(f"architecture {name}: n_classes must be >= 2, got {n_classes}")
+    return Architecture(name=name, image_shape=image_shape, n_classes=n_classes, z_dim=fam.module.Z_DIM,
+                        build=partial(_build, fam.module, image_shape, n_classes), pinned=dict(fam.pinned))
+
+
+def get_architecture(name: str, image_shape: Iterable[int] | None = None, n_classes: int | None = None) -> Architecture:
+    """The architecture of family ``name`` for images of ``image_shape`` (C, H, W) and ``n_classes``.
+
+    Defaults: the family's default shape (``cgan28``: (1, 28, 28); ``cgan32``: (3, 32, 32)) and
+    10 classes. The same arguments return the same object.
+
+    Raises
+    ------
+    KeyError
+        Unknown family (names the known ones).
+    ValueError
+        A shape the family cannot take (names the family that can), or fewer than 2 classes.
+    """
+    if name not in FAMILIES:
+        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(FAMILIES)}")
+    shape = FAMILIES[name].default_shape if image_shape is None else tuple(int(v) for v in image_shape)
+    return _make(name, shape, DEFAULT_CLASSES if n_classes is None else int(n_classes))
+
+
+def domain_architecture(name: str, domains: Iterable[str]) -> Architecture:
+    """The architecture ``name`` for a run over ``domains`` (registry names).
+
+    Image shape and class count come from the domains (``data.registry``): all domains must
+    have the same (C, H, W), since every client's activations pass through one server body;
+    the label embedding has the largest class count among them (a 2-class domain in a
+    10-class run uses labels 0 and 1).
+
+    Raises
+    ------
+    ValueError
+        Domains of different image shapes, or a shape the family cannot take: one line that
+        names the domains and the fix.
+    DataError
+        An unknown domain.
+    """
+    from ..data.registry import get_domain
+
+    specs = [get_domain(d) for d in domains]
+    if not specs:
+        raise ValueError("no domains: data.domains must name at least one")
+    shapes = {s.image_shape for s in specs}
+    if len(shapes) > 1:
+        listed = ", ".join(f"{s.name} {'x'.join(map(str, s.image_shape))}" for s in specs)
+        raise ValueError(f"data.domains mixes image shapes ({listed}): clients of one run share a server body, "
+                         "so all their images must have one shape; run these domains separately")
+    return get_architecture(name, specs[0].image_shape, max(s.n_classes for s in specs))
+
+
+# The families' default architectures, by name (listing and backward compatibility).
+ARCHITECTURES: dict[str, Architecture] = {name: get_architecture(name) for name in FAMILIES}
+
+
+@lru_cache(maxsize=None)
+def _output_shapes(key: tuple, net: str, width: float) -> tuple[tuple[int, ...], ...]:
     # Building the networks to read shapes is costly at width 1; set-up asks once per client.
-    return tuple(ARCHITECTURES[name]._dry_run(net, width))
-
-
-def get_architecture(name: str) -> Architecture:
-    """Look up an architecture; raises ``KeyError`` naming the known ones."""
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
+    return tuple(get_architecture(*key)._dry_run(net, width))

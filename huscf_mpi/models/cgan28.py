@@ -3,7 +3,9 @@
 A *block* is a main layer with its norm and activation. Block 1 of each network takes the
 labels as a second input (they enter there and must never leave the client); every other
 block maps one tensor to one tensor. Hidden channel counts scale with ``width`` (1.0 is the
-paper model, about 3M parameters); image channels, classes and ``z_dim`` do not.
+paper model, about 3M parameters); image channels, classes and ``z_dim`` do not. Image
+channels and the number of classes come from the domain (1 and 10 for the MNIST family,
+1 and 2 for PneumoniaMNIST); the image is always 28x28.
 """
 from __future__ import annotations
 
@@ -63,24 +65,25 @@ def _conv_block(conv: nn.Module, out_channels: int, act: nn.Module) -> nn.Sequen
     return nn.Sequential(conv, nn.BatchNorm2d(out_channels), act)
 
 
-def generator_blocks(width: float = 1.0, z_dim: int = Z_DIM, n_classes: int = N_CLASSES) -> list[nn.Module]:
-    """The five generator blocks of SPEC §2 (output 1×28×28 in [-1, 1] via Tanh)."""
+def generator_blocks(width: float = 1.0, z_dim: int = Z_DIM, n_classes: int = N_CLASSES,
+                     channels: int = 1) -> list[nn.Module]:
+    """The five generator blocks of SPEC §2 (output channels×28×28 in [-1, 1] via Tanh)."""
     c1, c2, c3, c4 = (scaled(c, width) for c in (256, 128, 128, 64))
     return [
         GeneratorInput(z_dim, n_classes, c1),
         _conv_block(nn.ConvTranspose2d(c1, c2, 4, 2, 1), c2, nn.ReLU()),
         _conv_block(nn.ConvTranspose2d(c2, c3, 3, 1, 1), c3, nn.ReLU()),
         _conv_block(nn.ConvTranspose2d(c3, c4, 4, 2, 1), c4, nn.ReLU()),
-        nn.Sequential(nn.ConvTranspose2d(c4, 1, 3, 1, 1), nn.Tanh()),
+        nn.Sequential(nn.ConvTranspose2d(c4, channels, 3, 1, 1), nn.Tanh()),
     ]
 
 
-def discriminator_blocks(width: float = 1.0, n_classes: int = N_CLASSES) -> list[nn.Module]:
+def discriminator_blocks(width: float = 1.0, n_classes: int = N_CLASSES, channels: int = 1) -> list[nn.Module]:
     """The five discriminator blocks of SPEC §2 (output (B, 1), a probability via Sigmoid)."""
     c1, c2, c3, c4 = (scaled(c, width) for c in (64, 128, 128, 256))
     lrelu = lambda: nn.LeakyReLU(0.2)  # noqa: E731
     return [
-        DiscriminatorInput(n_classes, (1, 28, 28), c1),
+        DiscriminatorInput(n_classes, (channels, 28, 28), c1),
         _conv_block(nn.Conv2d(c1, c2, 4, 2, 1), c2, lrelu()),
         _conv_block(nn.Conv2d(c2, c3, 3, 1, 1), c3, lrelu()),
         _conv_block(nn.Conv2d(c3, c4, 4, 2, 1), c4, lrelu()),

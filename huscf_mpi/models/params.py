@@ -31,9 +31,11 @@ def client_blocks(arch: Architecture, cut: CutVector) -> dict[str, list[int]]:
 
 
 @lru_cache(maxsize=None)
-def _entries(arch_name: str, width: float) -> dict[tuple[str, int], tuple[tuple[str, tuple[int, ...], np.dtype], ...]]:
-    """(name, shape, dtype) of every state entry per (net, block); built once per process."""
-    arch = get_architecture(arch_name)
+def _entries(arch_key: tuple, width: float) -> dict[tuple[str, int], tuple[tuple[str, tuple[int, ...], np.dtype], ...]]:
+    """(name, shape, dtype) of every state entry per (net, block); built once per process.
+
+    ``arch_key`` is :attr:`Architecture.key` (family, image shape, classes)."""
+    arch = get_architecture(*arch_key)
     return {(net, b): tuple((k, tuple(v.shape), torch.empty((), dtype=v.dtype).numpy().dtype)
                             for k, v in m.state_dict().items())
             for net in NETS for b, m in enumerate(arch.blocks(net, width), start=1)}
@@ -41,7 +43,7 @@ def _entries(arch_name: str, width: float) -> dict[tuple[str, int], tuple[tuple[
 
 def layout(arch: Architecture, width: float, blocks: Mapping[str, Iterable[int]]) -> Layout:
     """``[(net, block, name, shape), ...]`` in buffer order for the given hosted blocks."""
-    entries = _entries(arch.name, width)
+    entries = _entries(arch.key, width)
     return [(net, b, name, shape) for net in NETS for b in sorted(blocks.get(net, ()))
             for name, shape, _ in entries[net, b]]
 
@@ -96,5 +98,5 @@ def unflatten(flat: np.ndarray, lay: Layout, dtypes: Mapping[tuple[str, int, str
 
 def dtypes_of(arch: Architecture, width: float) -> dict[tuple[str, int, str], np.dtype]:
     """dtype of every state entry of the full networks, keyed ``(net, block, name)``."""
-    return {(net, b, name): dtype for (net, b), entries in _entries(arch.name, width).items()
+    return {(net, b, name): dtype for (net, b), entries in _entries(arch.key, width).items()
             for name, _, dtype in entries}

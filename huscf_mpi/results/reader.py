@@ -238,7 +238,7 @@ class ResultFile:
         return out
 
     def samples(self, domain: str) -> np.ndarray:
-        """(R, H, W) uint8 image grids of ``domain``, one per round."""
+        """(R, H, W) uint8 image grids of ``domain``, one per round ((R, H, W, C) for RGB domains)."""
         return self.array(f"{schema.SAMPLES}/{domain}")
 
     def close(self) -> None:

@@ -174,13 +174,13 @@ def plan_profiles(config, transport, cuts: dict | None = None) -> CutPlan:
     sel = config.cut_selection
     if not (sel.devices and sel.emulate):
         return CutPlan(cuts or {})
-    from ..models import get_architecture
+    from ..models import domain_architecture
 
     shared = None
     if transport.rank == 0:
         from ..cuts.costs import block_costs  # torch's FLOP counter: rank 0 only
 
-        arch = get_architecture(config.model.architecture)
+        arch = domain_architecture(config.model.architecture, config.data.domains)
         costs = block_costs(arch, config.model.width, config.training.batch_size, sel.cost_mode)
         profiles, _ = load_devices(Path(sel.devices))
         by_name = {p.name: p for p in profiles}

@@ -17,8 +17,8 @@ import torch
 
 from .. import seeding
 from ..comm.kinds import EVAL_SCALARS, SAMPLE_GRID
-from ..data import DomainData, to_unit_range
-from .reports import SCALARS, n_chunks
+from ..data import DomainData, get_domain, to_unit_range
+from .reports import SCALARS, grid_shape, n_chunks
 from ..metrics import (fid_against_real, generation_score, load_or_train_domain_classifier,
                        predict_proba, synthetic_classification)
 
@@ -29,12 +29,15 @@ log = logging.getLogger("huscf_mpi")
 CLASSIFIER_SEED = 0
 
 def image_grid(images: np.ndarray, labels: np.ndarray, n_classes: int, per_class: int) -> np.ndarray:
-    """uint8 grid: one row per class, ``per_class`` images each; images float (N,1,H,W) in [-1,1]."""
-    _, _, h, w = images.shape
-    grid = np.zeros((n_classes * h, per_class * w), np.uint8)
+    """uint8 grid: one row per class, ``per_class`` images each; images float (N,C,H,W) in [-1,1].
+
+    Shape :func:`grid_shape`: channels last when C > 1, so the grid is an RGB picture."""
+    _, c, h, w = images.shape
+    grid = np.zeros(grid_shape(n_classes, (c, h, w), per_class), np.uint8)
     for k in range(n_classes):
         for j, i in enumerate(np.flatnonzero(labels == k)[:per_class]):
-            grid[k * h:(k + 1) * h, j * w:(j + 1) * w] = np.clip((images[i, 0] + 1) * 127.5, 0, 255).round()
+            cell = np.clip((images[i] + 1) * 127.5, 0, 255).round()
+            grid[k * h:(k + 1) * h, j * w:(j + 1) * w] = cell[0] if c == 1 else cell.transpose(1, 2, 0)
     return grid
 
 
@@ -45,19 +48,20 @@ class DomainEvaluator:
         cfg = info.config.evaluation
         self.info, self.client, self.t, self.cfg = info, client, transport, cfg
         self.data = data
+        # The domain's own labels: in a multi-domain run the model's embedding may have more.
+        self.n_classes = get_domain(data.name).n_classes
         self.classifier, self.classifier_accuracy = load_or_train_domain_classifier(
             data.name, data.train_images, data.train_labels, data.test_images, data.test_labels,
             cache_dir=Path(cfg.cache_dir).expanduser(), epochs=cfg.classifier_epochs,
-            seed=CLASSIFIER_SEED, split_tag=data.split)
+            seed=CLASSIFIER_SEED, split_tag=data.split, n_classes=self.n_classes)
         log.info("domain classifier for %s: real test accuracy %.2f %%", data.name, self.classifier_accuracy)
         self.noise = torch.Generator().manual_seed(seeding.int_seed(info.config.seed, seeding.EVALUATION, client))
         self.t.declare(0, EVAL_SCALARS, (len(SCALARS),), np.float64)
-        h, w = info.arch.image_shape[1:]
-        self.t.declare(0, SAMPLE_GRID, (info.arch.n_classes * h, cfg.grid_per_class * w), np.uint8)
+        self.t.declare(0, SAMPLE_GRID, grid_shape(self.n_classes, info.arch.image_shape, cfg.grid_per_class), np.uint8)
 
     def _generate(self, strategy, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """n images (float32 (n,1,H,W)) with uniform labels ``arange(n) % K``, through the U path."""
-        E, K, zdim = self.cfg.batch_size, self.info.arch.n_classes, self.info.arch.z_dim
+        """n images (float32 (n,C,H,W)) with uniform labels ``arange(n) % K``, through the U path."""
+        E, K, zdim = self.cfg.batch_size, self.n_classes, self.info.arch.z_dim
         labels = torch.arange(n_chunks(n, E) * E) % K
         out = []
         for i in range(n_chunks(n, E)):
@@ -74,8 +78,7 @@ class DomainEvaluator:
         score = generation_score(predict_proba(self.classifier, images))
         self._send({"generation_score": score, "classifier_test_accuracy": self.classifier_accuracy})
         if self.cfg.sample_grid:
-            self.t.isend(0, SAMPLE_GRID, image_grid(images, labels, self.info.arch.n_classes,
-                                                         self.cfg.grid_per_class))
+            self.t.isend(0, SAMPLE_GRID, image_grid(images, labels, self.n_classes, self.cfg.grid_per_class))
         return score
 
     def final(self, strategy) -> dict[str, float]:
@@ -84,7 +87,7 @@ class DomainEvaluator:
         test_x = to_unit_range(self.data.test_images)
         metrics = synthetic_classification(
             images, labels, test_x, self.data.test_labels, epochs=self.cfg.synthetic_epochs,
-            seed=seeding.int_seed(self.info.config.seed, "synthetic-classifier", self.client))
+            seed=seeding.int_seed(self.info.config.seed, "synthetic-classifier", self.client), n_classes=self.n_classes)
         n_fid = min(len(images), len(test_x))
         metrics["fid"] = fid_against_real(self.classifier, test_x[:n_fid], images[:n_fid])
         metrics["generation_score"] = generation_score(predict_proba(self.classifier, images))

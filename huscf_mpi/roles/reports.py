@@ -23,6 +23,14 @@ def evaluation_due(round_index: int, every: int, rounds: int) -> bool:
     return round_index % every == 0 or round_index == rounds
 
 
+def grid_shape(n_classes: int, image_shape: tuple[int, int, int], per_class: int) -> tuple[int, ...]:
+    """SAMPLE_GRID (uint8) shape: (K·H, per·W) for one channel, (K·H, per·W, C) for more (RGB).
+
+    K is the evaluated domain's own class count (``data.registry``), so both ends agree."""
+    c, h, w = image_shape
+    return (n_classes * h, per_class * w) if c == 1 else (n_classes * h, per_class * w, c)
+
+
 def n_chunks(n_samples: int, chunk: int) -> int:
     """Generation messages needed for ``n_samples`` at ``chunk`` samples each (last one padded)."""
     return math.ceil(n_samples / chunk)

@@ -9,9 +9,11 @@ from tqdm import tqdm
 
 from ..comm import MPITransport, exposure_table, ledger_table
 from ..comm.kinds import EVAL_SCALARS, ITERATION_SECONDS, ROUND_STATS, SAMPLE_GRID
+from ..data import get_domain
 from ..results import ResultWriter
 from ..strategies import RunInfo, ServerStrategy, Strategy
-from .reports import SCALARS, evaluation_due, max_rss_bytes, n_chunks, private_dirty_bytes, round_stats_fields
+from .reports import (SCALARS, evaluation_due, grid_shape, max_rss_bytes, n_chunks, private_dirty_bytes,
+                      round_stats_fields)
 from . import preflight
 
 log = logging.getLogger("huscf_mpi")
@@ -40,14 +42,14 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     fields = round_stats_fields(method)
     try:
         strategy = method.server(info, transport)
-        h, w = info.arch.image_shape[1:]
         for c in clients:
             transport.declare(c, ROUND_STATS, (len(fields),), np.float64, send=False)
             transport.declare(c, ITERATION_SECONDS, (info.iterations_per_round,), np.float64, send=False)
         for c in evaluators:
             transport.declare(c, EVAL_SCALARS, (len(SCALARS),), np.float64, send=False)
-            transport.declare(c, SAMPLE_GRID, (info.arch.n_classes * h, cfg.evaluation.grid_per_class * w),
-                              np.uint8, send=False)
+            shape = grid_shape(get_domain(info.domains[c]).n_classes, info.arch.image_shape,
+                               cfg.evaluation.grid_per_class)
+            transport.declare(c, SAMPLE_GRID, shape, np.uint8, send=False)
     except Exception as e:
         error = f"server: {e}"
     # Clients have loaded data and classifiers when this returns; a run that cannot fit stops here.

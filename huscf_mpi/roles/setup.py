@@ -24,7 +24,7 @@ from ..errors import SetupError
 from ..data import DataError, ensure_decoded, open_domain, partition, partition_summary, resolve_data_root
 from ..data.datasets import epoch_iterations
 from ..cuts.devices import load_devices
-from ..models import get_architecture
+from ..models import domain_architecture
 from ..strategies import RunInfo
 from .cut_setup import CutPlan, fixed_cuts, plan_cuts, plan_profiles
 
@@ -70,7 +70,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     cache = Path(config.data.cache).expanduser()
     error, payload, root, fixed = None, None, None, None
     try:
-        arch = get_architecture(config.model.architecture)
+        arch = domain_architecture(config.model.architecture, config.data.domains)
         if uses_cuts and config.cuts != "ga":
             fixed = fixed_cuts(config, arch)
         elif config.cut_selection.devices:

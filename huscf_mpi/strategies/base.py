@@ -64,6 +64,14 @@ class ClientStrategy(ABC):
         self.info, self.client, self.t, self.shard = info, client, transport, shard
         self.pace = transport.pacer.compute
 
+    @property
+    def n_classes(self) -> int:
+        """Labels of this client's domain (``fake_labels`` draws uniform labels from them): in a
+        multi-domain run the model's label embedding may be larger (``info.arch.n_classes``)."""
+        from ..data.registry import get_domain
+
+        return get_domain(self.info.domains[self.client]).n_classes
+
     @abstractmethod
     def train_iteration(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """One training iteration on a real batch x (B,C,H,W) float32, y (B,) int64 → (loss_D, loss_G)."""

@@ -47,7 +47,7 @@ class FedGANClient(ClientStrategy):
 
     def train_iteration(self, x, y):
         z = torch.randn(x.shape[0], self.info.arch.z_dim, generator=self.noise)
-        y_fake = fake_labels(self.info.config, y, self.noise, self.info.arch.n_classes)
+        y_fake = fake_labels(self.info.config, y, self.noise, self.n_classes)
         return gan_step(self.nets["g"], self.nets["d"], self.g_opt, self.d_opt, x, y, z, y_fake,
                         self.pace, self.flops)
 

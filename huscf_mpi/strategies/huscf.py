@@ -129,7 +129,7 @@ class HuSCFClient(ClientStrategy):
     def train_iteration(self, x, y):
         B, m, pace, F = self.batch, self.m, self.pace, self.flops
         z = torch.randn(B, self.info.arch.z_dim, generator=self.noise)
-        y_fake = fake_labels(self.info.config, y, self.noise, self.info.arch.n_classes)
+        y_fake = fake_labels(self.info.config, y, self.noise, self.n_classes)
         ones, zeros = torch.ones(B, 1), torch.zeros(B, 1)
 
         # 1. Generate through head -> server body -> tail.

@@ -73,7 +73,9 @@ def write_run(path, kind: str, seed: int, fail: bool = False, profiles: bool = F
     cuts = np.array([[2, 4, 1, 5]] * N_CLIENTS) if kind == "fixed" else np.array([[2, 3, 2, 4]] * N_CLIENTS)
     w.write_array("cuts/cut_vectors", cuts)
     if profiles:
-        w.write_array("cuts/profiles", ["device1", "device3", "device1", "device3"])
+        w.write_table("cuts/profiles", {"client": [1, 2, 3, 4], "profile": ["device1", "device3", "device1", "device3"],
+                                        "flops_per_s": [4.8e8, 1.248e11, 4.8e8, 1.248e11],
+                                        "link_bytes_per_s": [5e7, 1e9, 5e7, 1e9]})  # as `cuts: ga` writes it
     w.set_attrs("run", iterations_per_round=ITERS)
     rng = np.random.default_rng(seed)
     key = (kind, seed % 2)  # seeds beyond 0 and 1 reuse their numbers

@@ -199,7 +199,7 @@ def _cut_panels(groups: list[Group]):
             if "cuts/cut_vectors" not in rf:
                 continue
             cuts = np.asarray(rf.array("cuts/cut_vectors"), dtype=int)
-            profiles = [str(p) for p in rf.array("cuts/profiles")] if "cuts/profiles" in rf else None
+            profiles = [str(p) for p in rf.table("cuts/profiles")["profile"]] if "cuts/profiles" in rf else None
         if profiles is not None and len(profiles) == len(cuts):
             names = list(dict.fromkeys(sorted(profiles)))
             rows, labels = [], []

@@ -35,7 +35,7 @@ from ..results import ResultFile  # noqa: E402
 from .grouping import Group, group_runs, label_groups  # noqa: E402
 from .runs import load_runs  # noqa: E402
 
-MAX_PANELS = 6  # per figure; more groups than this are cut (and noted) to keep figures legible
+MAX_PANELS = 8  # per figure (a method comparison has 7 rows); more groups are cut, and noted, to keep figures legible
 DPI = 100
 COMPONENTS = ("g_head", "g_tail", "d_head", "d_tail")
 

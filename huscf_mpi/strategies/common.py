@@ -121,10 +121,15 @@ class EvaluationGenerator:
     def receive(self) -> None:
         self.buffer.unpack(self.t.recv(0, EVAL_GENERATOR), {"g": self.g})
 
-    @torch.no_grad()
     def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        self.g.eval()
-        try:
-            return self.g(z, labels)
-        finally:
-            self.g.train()
+        return generate_with(self.g, z, labels)
+
+
+@torch.no_grad()
+def generate_with(g: nn.Module, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``g(z, labels)`` in eval mode (BatchNorm running statistics), no grad; ``g`` is left in train mode."""
+    g.eval()
+    try:
+        return g(z, labels)
+    finally:
+        g.train()

@@ -27,7 +27,7 @@ import torch
 from .. import seeding
 from ..comm import kind
 from .base import ClientStrategy, RoundRecord, ServerStrategy, Strategy, fake_labels
-from .common import ParameterBuffer, adam, gan_step, net_flops, whole_networks
+from .common import ParameterBuffer, adam, gan_step, generate_with, net_flops, whole_networks
 
 PARAMS_UP = kind("fedgan_params_up", 100, "protocol", "parameters")
 PARAMS_DOWN = kind("fedgan_params_down", 101, "protocol", "parameters")
@@ -55,14 +55,8 @@ class FedGANClient(ClientStrategy):
         self.t.isend(0, PARAMS_UP, self.buffer.pack(self.nets))
         self.buffer.unpack(self.t.recv(0, PARAMS_DOWN), self.nets)
 
-    @torch.no_grad()
     def generate(self, z, labels):
-        g = self.nets["g"]
-        g.eval()
-        try:
-            return g(z, labels)
-        finally:
-            g.train()
+        return generate_with(self.nets["g"], z, labels)
 
 
 class FedGANServer(ServerStrategy):

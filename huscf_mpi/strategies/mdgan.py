@@ -35,6 +35,7 @@ import torch
 
 from .. import seeding
 from ..comm import kind
+from ..data.registry import get_domain
 from ..models.split import Segment, full_blocks
 from .base import ClientStrategy, RoundRecord, ServerStrategy, Strategy
 from .common import EvaluationGenerator, ParameterBuffer, adam, net_flops
@@ -148,6 +149,7 @@ class MDGANServer(ServerStrategy):
         self.clients = list(info.clients)
         self.real = cfg.training.fake_labels == "real"
         self.noise = torch.Generator().manual_seed(seeding.int_seed(cfg.seed, "sampling", 0))
+        self.classes = [get_domain(info.domains[c]).n_classes for c in self.clients]
         image, labels = _shapes(info)
         for c in self.clients:
             for k in (X_D, X_G):
@@ -162,13 +164,14 @@ class MDGANServer(ServerStrategy):
 
     def _labels(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Conditioning labels of X_d and X_g, all clients concatenated in client order, (N·B,)."""
-        B, K = self.info.config.training.batch_size, self.info.arch.n_classes
+        B = self.info.config.training.batch_size
         if self.real:
             got = self.t.recv_many(self.clients, LABELS)
             y = torch.from_numpy(np.concatenate([got[c] for c in self.clients]))
             return y, y
-        n = len(self.clients) * B
-        return (torch.randint(0, K, (n,), generator=self.noise), torch.randint(0, K, (n,), generator=self.noise))
+        # Each client's batches draw from its own domain's classes (the model's embedding may hold more).
+        return tuple(torch.cat([torch.randint(0, k, (B,), generator=self.noise) for k in self.classes])
+                     for _ in range(2))
 
     def _split_send(self, kind_, tensor: torch.Tensor) -> None:
         for c, part in zip(self.clients, tensor.chunk(len(self.clients))):

@@ -144,12 +144,7 @@ def open_decoded(name: str, cache: Path) -> dict[str, np.ndarray]:
         The folder is missing or does not match its manifest (the node leader had not built
         it, or it was changed since): names the folder and the fix.
     """
-    spec = get_domain(name)
-    folder = domain_cache_dir(spec, cache)
-    manifest = _read_manifest(folder)
-    if not manifest or not _arrays_match(folder, manifest):
-        raise DataError(f"decoded-data cache {folder} is missing or incomplete: it is built at set-up by one "
-                        "rank per node; check that data.cache is writable and not shared by concurrent builds")
+    folder, manifest = _built(name, cache)
     out = {}
     for fname, meta in manifest["arrays"].items():
         a = np.load(folder / fname, mmap_mode="r")
@@ -169,10 +164,14 @@ def decoded_meta(name: str, cache: Path) -> dict:
 
     Raises :class:`DataError` if the folder is missing or incomplete (as :func:`open_decoded`).
     """
-    spec = get_domain(name)
-    folder = domain_cache_dir(spec, cache)
+    return dict(_built(name, cache)[1].get("meta") or {})
+
+
+def _built(name: str, cache: Path) -> tuple[Path, dict]:
+    """Domain ``name``'s cache folder and manifest; ``DataError`` if it is missing or incomplete."""
+    folder = domain_cache_dir(get_domain(name), cache)
     manifest = _read_manifest(folder)
     if not manifest or not _arrays_match(folder, manifest):
-        raise DataError(f"decoded-data cache {folder} is missing or incomplete: build it first "
-                        "(huscf_mpi.data.ensure_decoded, done at set-up by one rank per node)")
-    return dict(manifest.get("meta") or {})
+        raise DataError(f"decoded-data cache {folder} is missing or incomplete: it is built at set-up by one "
+                        "rank per node; check that data.cache is writable and not shared by concurrent builds")
+    return folder, manifest

@@ -128,10 +128,16 @@ class EvaluationConfig(_Section):
     synthetic_samples: int = Field(30000, ge=10)
     synthetic_epochs: int = Field(15, ge=1)
     classifier_epochs: int = Field(3, ge=1, description="epochs of the domain classifier (cached)")
+    classifier_train_samples: int | None = Field(
+        None, ge=10, description="train the domain classifier on this many images of the training split (a fixed "
+        "random subset) instead of all of them: for quick tests; its real test accuracy is recorded either way")
     batch_size: int = Field(500, ge=1, description="samples per U-path generation message")
     cache_dir: str = Field("~/.cache/huscf-mpi", description="domain-classifier cache (not the data root)")
     sample_grid: bool = Field(True, description="send a uint8 sample grid per evaluated domain to rank 0 for the result file")
     grid_per_class: int = Field(8, ge=1, description="sample-grid columns per class")
+    audio_per_class: int = Field(2, ge=0, description="audio domains (fsdd): generated clips per class turned "
+                                 "into sound (Griffin-Lim) at the final evaluation, stored in /audio/<domain>; "
+                                 "`huscf-mpi plot` writes them as WAV files; 0 = none")
 
 
 class ServerConfig(_Section):

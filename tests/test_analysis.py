@@ -252,7 +252,8 @@ def test_plots(tmp_path, files):
     files = files + [write_run(tmp_path / "prof.h5", "fixed", 0, profiles=True, width=0.5)]
     res = CliRunner().invoke(main, ["plot", *map(str, files), "--out", str(tmp_path / "fig")])
     assert res.exit_code == 0, res.output
-    written = [tmp_path / "fig" / name for name in FIGURES]
+    # spectrograms.png only for audio domains, which these MNIST files lack
+    written = [tmp_path / "fig" / name for name in FIGURES if name != "spectrograms.png"]
     assert res.output.split() == [str(p) for p in written]
     for p in written:
         assert p.stat().st_size > 3000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

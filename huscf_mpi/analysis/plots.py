@@ -12,6 +12,9 @@
   the file has ``cuts/profiles``, else per client; one panel per group (its first run).
 - ``clusters.png``: cluster label of every client in every round (clients × rounds).
 - ``samples.png``: the last round's sample grid per domain (columns) and group (rows).
+- ``spectrograms.png``: audio domains (FSDD) only: the last round's grid as spectrograms, one
+  row per class, labelled; and, for every run with ``/audio/<domain>``, its Griffin-Lim clips
+  as 16-bit WAV files ``audio/<run file stem>/<domain>/<class>-<j>.wav``.
 
 A figure whose data no file has is skipped (and named in the returned notes). Lines, legends
 and panel titles carry the group labels of :func:`.grouping.label_groups`, as table rows do:
@@ -31,6 +34,8 @@ import matplotlib.colors  # noqa: E402,F401
 import matplotlib.ticker  # noqa: E402,F401
 import numpy as np  # noqa: E402
 
+from ..data import audio, get_domain  # noqa: E402
+from ..data.errors import DataError  # noqa: E402
 from ..results import ResultFile  # noqa: E402
 from .grouping import Group, group_runs, label_groups  # noqa: E402
 from .runs import load_runs  # noqa: E402
@@ -295,6 +300,77 @@ def _samples(groups: list[Group], path: Path) -> bool:
     return True
 
 
+def _audio_domains(groups: list[Group]) -> list[str]:
+    out = []
+    for d in dict.fromkeys(d for g in groups for r in g.runs for d in r.domains):
+        try:
+            if get_domain(d).modality == "audio":
+                out.append(d)
+        except DataError:  # a domain this installation does not know: not ours to draw
+            pass
+    return out
+
+
+def _spectrograms(groups: list[Group], path: Path) -> bool:
+    domains = _audio_domains(groups)
+    cells = {}
+    for gi, g in enumerate(groups[:MAX_PANELS]):
+        with _open(g.runs[0]) as rf:
+            for d in domains:
+                if f"samples/{d}" in rf and len(grids := rf.samples(d)):
+                    cells[(gi, d)] = grids[-1]
+    if not cells:
+        return False
+    n_groups = min(len(groups), MAX_PANELS)
+    fig, axes = plt.subplots(n_groups, len(domains), figsize=(4.2 * len(domains), 4.6 * n_groups), squeeze=False)
+    for gi in range(n_groups):
+        for di, d in enumerate(domains):
+            ax, spec = axes[gi][di], get_domain(d)
+            if (gi, d) not in cells:
+                ax.axis("off")
+                continue
+            grid = cells[(gi, d)]
+            h = spec.image_shape[1]
+            im = ax.imshow(grid, cmap="magma", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
+            ax.set_yticks(np.arange(spec.n_classes) * h + h / 2, spec.class_names, fontsize=7)
+            ax.set_ylabel("class (each row: mel bands, high at top)", fontsize=7)
+            ax.set_xlabel(f"frames ({audio.DEFAULT.hop_length / audio.DEFAULT.sample_rate * 1e3:.0f} ms hop), "
+                          "one clip per column block", fontsize=7)
+            ax.tick_params(axis="x", labelsize=6)
+            ax.set_title(f"{d}\n{_short(groups[gi].label, 40)} (seed {groups[gi].runs[0].seed})", fontsize=8)
+            fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02).set_label(
+                f"0 = max - {audio.DEFAULT.top_db:.0f} dB, 255 = training max", fontsize=7)
+    fig.suptitle("generated log-mel spectrograms, last evaluated round", fontsize=9)
+    _save(fig, path)
+    return True
+
+
+def write_audio(groups: list[Group], out: Path) -> list[Path]:
+    """Every run's ``/audio/<domain>`` clips as WAV files under ``out/audio/<file stem>/<domain>/``.
+
+    File names ``<class name>-<j>.wav`` (j = 0, 1, ... within the class); 16-bit mono PCM at
+    the stored ``sample_rate``. Returns the paths written.
+    """
+    written = []
+    for g in groups:
+        for run in g.runs:
+            with _open(run) as rf:
+                for d in run.domains:
+                    if f"audio/{d}" not in rf:
+                        continue
+                    clips, attrs = rf.array(f"audio/{d}"), rf.attrs(f"audio/{d}")
+                    names = get_domain(d).class_names
+                    folder = out / "audio" / run.path.name.removesuffix(".h5").removesuffix(".partial") / d
+                    folder.mkdir(parents=True, exist_ok=True)
+                    seen: Counter = Counter()
+                    for clip, k in zip(clips, attrs["labels"]):
+                        target = folder / f"{names[k]}-{seen[k]}.wav"
+                        seen[k] += 1
+                        target.write_bytes(audio.wav_bytes(clip, int(attrs["sample_rate"])))
+                        written.append(target)
+    return written
+
+
 def _short(label: str, width: int = 48) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
@@ -333,6 +409,7 @@ FIGURES = {
     "cut_vectors.png": _cut_vectors,
     "clusters.png": _clusters,
     "samples.png": _samples,
+    "spectrograms.png": _spectrograms,
 }
 
 
@@ -369,6 +446,7 @@ def plot_all(paths, out_dir: str | Path, by: list[str] | None = None,
         target = out / name
         if draw(groups, target):
             written.append(target)
-        else:
+        elif name != "spectrograms.png" or _audio_domains(groups):
             notes.append(f"{name}: skipped, no file has its data")
+    written += write_audio(groups, out)
     return written, notes

@@ -80,4 +80,6 @@ ROUND_STATS = kind("round_stats", 70, "report", "losses")     # float64: mean lo
 EVAL_SCALARS = kind("eval_scalars", 71, "report", "metrics")  # float64: generation score, final metrics
 SAMPLE_GRID = kind("sample_grid", 72, "report", "synthetic_images")  # uint8 grid, only if evaluation.sample_grid
 ITERATION_SECONDS = kind("iteration_seconds", 73, "report", "metrics")  # float64 (iterations,): this round's
+# int16 (K·per, samples): Griffin-Lim waveforms of generated spectrograms, audio domains' final evaluation.
+AUDIO_CLIPS = kind("audio_clips", 74, "report", "synthetic_images")
 PING = kind("ping", 900, "setup", "probe")                    # link probes of `cuts: ga` profiling

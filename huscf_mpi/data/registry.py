@@ -68,6 +68,9 @@ class DomainSpec:
         Key of the reader in ``data/readers.py`` that decodes the files.
     sources : tuple of str
         The files a non-IDX reader reads (IDX domains derive them from the four names).
+    modality : {"image", "audio"}
+        What an image of this domain shows. ``"audio"``: a log-mel spectrogram
+        (``data/audio.py``) that the final evaluation turns back into sound.
     """
 
     name: str
@@ -83,6 +86,7 @@ class DomainSpec:
     sha256: Mapping[str, str] = field(default_factory=dict, hash=False, repr=False)
     reader: str = "idx"
     sources: tuple[str, ...] = ()
+    modality: str = "image"
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -103,10 +107,10 @@ def _domain(name: str, *, classes: tuple[str, ...], pool: bool = False, folder: 
 
 
 def _other(name: str, *, reader: str, files: tuple[str, ...], image_shape: tuple[int, int, int],
-           classes: tuple[str, ...], folder: str | None = None) -> DomainSpec:
+           classes: tuple[str, ...], folder: str | None = None, modality: str = "image") -> DomainSpec:
     """A domain decoded by a non-IDX reader from ``files`` (official train/test splits)."""
     spec = DomainSpec(name, folder or name, None, None, None, None, n_classes=len(classes), class_names=classes,
-                      image_shape=image_shape, reader=reader, sources=tuple(files))
+                      image_shape=image_shape, reader=reader, sources=tuple(files), modality=modality)
     return _with_checksums(spec)
 
 
@@ -140,7 +144,7 @@ DOMAINS: dict[str, DomainSpec] = {
     # 3,000 WAVs -> 28x28 log-mel spectrograms (data/audio.py); test = recordings 0-4 of each
     # speaker and digit, the dataset's own rule.
     "fsdd": _other("fsdd", reader="fsdd_zip", image_shape=(1, 28, 28), files=("recordings.zip",),
-                   classes=tuple(str(d) for d in range(10))),
+                   classes=tuple(str(d) for d in range(10)), modality="audio"),
 }
 
 # Domains of the paper whose files could not be obtained here: named so that asking for one

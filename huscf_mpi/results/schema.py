@@ -23,6 +23,9 @@ final path always has ``status == "complete"``. ``docs/results.md`` is the user 
                       compute_seconds (R, n_ranks) [s], comm_seconds (R, n_ranks) [s],
                       bytes_sent (R, n_ranks) [bytes], bytes_received (R, n_ranks) [bytes]
     /samples/<domain> (R, H, W) uint8 image grid per round ((R, H, W, C) for RGB domains)
+    /audio/<domain>   (K·per, samples) int16 waveforms, audio domains only (FSDD): Griffin-Lim of
+                      generated spectrograms at the final evaluation; attrs sample_rate [Hz],
+                      labels (JSON list, class of each row), source
     /ledger           table, one row per (receiver, kind, source, shape, dtype): receiver int32
                       (rank that received), kind str ("g_smashed", "params_up", "x_fake", ...),
                       plane str (PLANES), payload str (PAYLOADS), source int32 (sending rank),

@@ -10,7 +10,7 @@ from .. import seeding
 from ..comm import MPITransport
 from ..comm.kinds import ITERATION_SECONDS, ROUND_STATS
 from ..cuts.emulation import Pacer
-from ..data import ClientBatches, load_shard, open_domain
+from ..data import ClientBatches, decoded_meta, load_shard, open_domain
 from ..strategies import RunInfo, Strategy
 from .reports import evaluation_due, max_rss_bytes, private_dirty_bytes, round_stats_fields
 from . import preflight
@@ -35,7 +35,7 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
             from .evaluation import DomainEvaluator  # scikit-learn/scipy only on evaluating clients
 
             evaluator = DomainEvaluator(info, client, open_domain(assignment.domain, assignment.cache, cfg.seed),
-                                        transport)
+                                        transport, decoded_meta(assignment.domain, assignment.cache))
         transport.declare(0, ROUND_STATS, (len(fields),), np.float64)
         transport.declare(0, ITERATION_SECONDS, (info.iterations_per_round,), np.float64)
         cuts = info.cuts[client].as_tuple() if client in info.cuts else "none"

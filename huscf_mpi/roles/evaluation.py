@@ -5,7 +5,9 @@ The evaluating client generates samples with its own head and tail and the serve
 real training set, and sends the server scalars only: the generation score each evaluated
 round; at the end accuracy, macro precision/recall/F1/FPR of a classifier trained on 
 synthetic images, and the domain-classifier FID. The sample grid for the result file is the
-one image-shaped report message, sent only when ``evaluation.sample_grid`` is on.
+one image-shaped report message, sent only when ``evaluation.sample_grid`` is on. An audio
+domain (FSDD) also sends, at the end, a few generated spectrograms per class turned back into
+int16 waveforms by Griffin-Lim (``evaluation.audio_per_class``), so a user can listen to them.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import numpy as np
 import torch
 
 from .. import seeding
-from ..comm.kinds import EVAL_SCALARS, SAMPLE_GRID
+from ..comm.kinds import AUDIO_CLIPS, EVAL_SCALARS, SAMPLE_GRID
 from ..data import DomainData, get_domain, to_unit_range
-from .reports import SCALARS, grid_shape, n_chunks
+from ..data import audio
+from .reports import SCALARS, audio_clip_count, grid_shape, n_chunks
 from ..metrics import (fid_against_real, generation_score, load_or_train_domain_classifier,
                        predict_proba, synthetic_classification)
 
@@ -41,23 +44,58 @@ def image_grid(images: np.ndarray, labels: np.ndarray, n_classes: int, per_class
     return grid
 
 
+def audio_clips(images: np.ndarray, labels: np.ndarray, n_rows: int, n_classes: int, db_range: tuple[float, float],
+                spec: audio.MelSpec, seed: int) -> np.ndarray:
+    """int16 (n_rows, spec.n_samples): Griffin-Lim waveforms of the first ``n_rows // K`` images
+    of each class, class-major (row ``k·per + j`` is the j-th clip of class k).
+
+    ``images`` float (N, 1, H, W) in [-1, 1] with labels (N,); ``db_range`` = (lo, hi) dB of
+    the domain's image mapping (decoded-cache metadata). Clip i's initial phase is seeded by
+    ``seed + i``, so the same images give the same sound.
+    """
+    per = n_rows // n_classes
+    rows = [i for k in range(n_classes) for i in np.flatnonzero(labels == k)[:per]]
+    if len(rows) != n_rows:
+        raise ValueError(f"{n_rows} audio clips asked for, {len(rows)} generated images in their classes")
+    lo, hi = db_range
+    return np.stack([audio.to_int16(audio.image_to_audio(images[i], lo, hi, spec, seed=seed + j))
+                     for j, i in enumerate(rows)])
+
+
 class DomainEvaluator:
     """Scores one domain's generator as seen by its first client."""
 
-    def __init__(self, info, client: int, data: DomainData, transport):
+    def __init__(self, info, client: int, data: DomainData, transport, meta: dict | None = None):
+        """``meta``: the domain's decoded-cache metadata (``data.decoded_meta``); an audio
+        domain's needs ``db_lo``/``db_hi`` to turn spectrograms back into sound."""
         cfg = info.config.evaluation
         self.info, self.client, self.t, self.cfg = info, client, transport, cfg
         self.data = data
+        spec = get_domain(data.name)
         # The domain's own labels: in a multi-domain run the model's embedding may have more.
-        self.n_classes = get_domain(data.name).n_classes
+        self.n_classes = spec.n_classes
+        self.n_clips = (audio_clip_count(self.n_classes, cfg.audio_per_class, cfg.synthetic_samples)
+                        if spec.modality == "audio" else 0)
+        if self.n_clips:
+            meta = meta or {}
+            if "db_lo" not in meta or meta.get("mel") != audio.DEFAULT.as_dict():
+                raise ValueError(f"decoded cache of {data.name} lacks its spectrogram metadata; delete that domain's "
+                                 "folder under data.cache so set-up rebuilds it")
+            self.db_range = (float(meta["db_lo"]), float(meta["db_hi"]))
+        x, y = data.train_images, data.train_labels
+        if cfg.classifier_train_samples is not None and cfg.classifier_train_samples < len(y):
+            keep = np.sort(np.random.default_rng(CLASSIFIER_SEED).permutation(len(y))[:cfg.classifier_train_samples])
+            x, y = x[keep], y[keep]  # a different training set, hence its own cache entry
         self.classifier, self.classifier_accuracy = load_or_train_domain_classifier(
-            data.name, data.train_images, data.train_labels, data.test_images, data.test_labels,
+            data.name, x, y, data.test_images, data.test_labels,
             cache_dir=Path(cfg.cache_dir).expanduser(), epochs=cfg.classifier_epochs,
             seed=CLASSIFIER_SEED, split_tag=data.split, n_classes=self.n_classes)
         log.info("domain classifier for %s: real test accuracy %.2f %%", data.name, self.classifier_accuracy)
         self.noise = torch.Generator().manual_seed(seeding.int_seed(info.config.seed, seeding.EVALUATION, client))
         self.t.declare(0, EVAL_SCALARS, (len(SCALARS),), np.float64)
         self.t.declare(0, SAMPLE_GRID, grid_shape(self.n_classes, info.arch.image_shape, cfg.grid_per_class), np.uint8)
+        if self.n_clips:
+            self.t.declare(0, AUDIO_CLIPS, (self.n_clips, audio.DEFAULT.n_samples), np.int16)
 
     def _generate(self, strategy, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n images (float32 (n,C,H,W)) with uniform labels ``arange(n) % K``, through the U path."""
@@ -93,4 +131,8 @@ class DomainEvaluator:
         metrics["generation_score"] = generation_score(predict_proba(self.classifier, images))
         metrics["classifier_test_accuracy"] = self.classifier_accuracy
         self._send(metrics)
+        if self.n_clips:
+            seed = seeding.int_seed(self.info.config.seed, "griffin-lim", self.client)
+            self.t.isend(0, AUDIO_CLIPS, audio_clips(images, labels, self.n_clips, self.n_classes, self.db_range,
+                                                     audio.DEFAULT, seed))
         return metrics

@@ -31,6 +31,12 @@ def grid_shape(n_classes: int, image_shape: tuple[int, int, int], per_class: int
     return (n_classes * h, per_class * w) if c == 1 else (n_classes * h, per_class * w, c)
 
 
+def audio_clip_count(n_classes: int, per_class: int, synthetic_samples: int) -> int:
+    """Rows of AUDIO_CLIPS: ``per_class`` clips of each of K classes, fewer if the final
+    evaluation's uniform labels (``arange(n) % K``) give a class fewer samples than that."""
+    return n_classes * min(per_class, synthetic_samples // n_classes)
+
+
 def n_chunks(n_samples: int, chunk: int) -> int:
     """Generation messages needed for ``n_samples`` at ``chunk`` samples each (last one padded)."""
     return math.ceil(n_samples / chunk)

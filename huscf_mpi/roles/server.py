@@ -8,12 +8,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..comm import MPITransport, exposure_table, ledger_table
-from ..comm.kinds import EVAL_SCALARS, ITERATION_SECONDS, ROUND_STATS, SAMPLE_GRID
-from ..data import get_domain
+from ..comm.kinds import AUDIO_CLIPS, EVAL_SCALARS, ITERATION_SECONDS, ROUND_STATS, SAMPLE_GRID
+from ..data import audio, get_domain
 from ..results import ResultWriter
 from ..strategies import RunInfo, ServerStrategy, Strategy
-from .reports import (SCALARS, evaluation_due, grid_shape, max_rss_bytes, n_chunks, private_dirty_bytes,
-                      round_stats_fields)
+from .reports import (SCALARS, audio_clip_count, evaluation_due, grid_shape, max_rss_bytes, n_chunks,
+                      private_dirty_bytes, round_stats_fields)
 from . import preflight
 
 log = logging.getLogger("huscf_mpi")
@@ -40,6 +40,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     evaluators = [info.evaluators[d] for d in domains]
     error = None
     fields = round_stats_fields(method)
+    clips = {}  # evaluating client -> rows of its AUDIO_CLIPS (audio domains only)
     try:
         strategy = method.server(info, transport)
         for c in clients:
@@ -50,6 +51,11 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
             shape = grid_shape(get_domain(info.domains[c]).n_classes, info.arch.image_shape,
                                cfg.evaluation.grid_per_class)
             transport.declare(c, SAMPLE_GRID, shape, np.uint8, send=False)
+            spec = get_domain(info.domains[c])
+            n = audio_clip_count(spec.n_classes, cfg.evaluation.audio_per_class, cfg.evaluation.synthetic_samples)
+            if spec.modality == "audio" and n:
+                clips[c] = n
+                transport.declare(c, AUDIO_CLIPS, (n, audio.DEFAULT.n_samples), np.int16, send=False)
     except Exception as e:
         error = f"server: {e}"
     # Clients have loaded data and classifiers when this returns; a run that cannot fit stops here.
@@ -144,6 +150,14 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     for d, c in zip(domains, evaluators):
         final[d] = {k: float(v) for k, v in zip(SCALARS, got[c]) if np.isfinite(v)}
         writer.set_attrs(f"final/{d}", **final[d])
+    if clips:
+        got = transport.recv_many(sorted(clips), AUDIO_CLIPS)
+        for d, c in zip(domains, evaluators):
+            if c in clips:
+                k = get_domain(d).n_classes
+                writer.write_array(f"audio/{d}", got[c], sample_rate=audio.DEFAULT.sample_rate,
+                                   labels=np.repeat(np.arange(k), clips[c] // k).tolist(),
+                                   source="Griffin-Lim of generated log-mel spectrograms (final evaluation)")
     rows = [row for rank_rows in transport.gather(transport.ledger.received_rows(0)) for row in rank_rows]
     writer.write_table("ledger", ledger_table(rows))
     writer.write_table("exposure", exposure_table(rows))

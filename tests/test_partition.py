@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from huscf_mpi.data import SCENARIOS, ClientShard, partition, partition_summary
+from huscf_mpi.data import SCENARIOS, ClientShard, partition, partition_summary, unheld_labels
 
 
 def labels(n: int = 60000, seed: int = 0) -> np.ndarray:
@@ -160,3 +160,18 @@ def test_two_class_domain_never_loses_every_class(scenario):
     assert all(len(sh.excluded_labels) <= 1 for sh in shards)
     assert any(len(sh.excluded_labels) == 1 for sh in shards)  # exclusion still applies
     assert all(sh.size > 0 for sh in shards)
+
+
+def test_unheld_labels_names_labels_no_client_holds():
+    labels = {"pneumoniamnist": np.arange(4000) % 2, "mnist": np.arange(6000) % 10}
+    shards = partition(2, {"pneumoniamnist": 4, "mnist": 3}, labels, seed=0)
+    # Independent count: a label is held when some client's shard contains an image of it.
+    expected = {}
+    for d in labels:
+        held = set().union(*(set(labels[d][sh.indices].tolist()) for sh in shards if sh.domain == d))
+        if missing := sorted(set(range(labels[d].max() + 1)) - held):
+            expected[d] = missing
+    assert unheld_labels(shards, labels) == expected
+    # Seed 0 happens to make all 4 PneumoniaMNIST clients exclude class 0 (the quick config's lesson).
+    assert all(sh.excluded_labels == (0,) for sh in shards if sh.domain == "pneumoniamnist")
+    assert expected == {"pneumoniamnist": [0]}

@@ -232,6 +232,24 @@ def partition(scenario: int, clients_per_domain: Mapping[str, int], train_labels
     return shards
 
 
+def unheld_labels(shards: list[ClientShard], train_labels: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """Labels of each domain's training set that no client's shard holds (domain -> sorted labels).
+
+    Exclusion draws are independent per client, so with few clients every one of them can drop
+    the same label (e.g. 4 PneumoniaMNIST clients all excluding class 0): the federation then
+    never trains on that class. Domains that hold every label are absent from the result.
+    """
+    held: dict[str, set[int]] = {}
+    for sh in shards:
+        held.setdefault(sh.domain, set()).update(np.unique(np.asarray(train_labels[sh.domain])[sh.indices]).tolist())
+    out = {}
+    for domain, have in held.items():
+        missing = sorted(set(np.unique(np.asarray(train_labels[domain])).tolist()) - have)
+        if missing:
+            out[domain] = missing
+    return out
+
+
 def partition_summary(shards: list[ClientShard]) -> list[dict]:
     """JSON-ready rows for the result file: ``client``, ``domain``, ``size``, ``excluded_labels``, ``cap``."""
     return [{"client": sh.client, "domain": sh.domain, "size": sh.size,

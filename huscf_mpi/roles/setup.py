@@ -21,7 +21,7 @@ from .. import seeding
 from ..comm import MPITransport
 from ..config import Config
 from ..errors import SetupError
-from ..data import DataError, ensure_decoded, open_domain, partition, partition_summary, resolve_data_root
+from ..data import DataError, ensure_decoded, open_domain, partition, partition_summary, resolve_data_root, unheld_labels
 from ..data.datasets import epoch_iterations
 from ..cuts.devices import load_devices
 from ..models import domain_architecture
@@ -95,6 +95,10 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
             shards = partition(config.data.scenario, config.data.domains, labels, config.seed,
                                config.data.max_samples_per_client)
             summary = partition_summary(shards)
+            for domain, missing in unheld_labels(shards, labels).items():
+                log.warning("%s: every client excludes label(s) %s (scenario %d rules, seed %d), so the federation "
+                            "never trains on them; another seed or more clients would", domain, missing,
+                            config.data.scenario, config.seed)
             for row in summary:
                 row["split"] = splits[row["domain"]]
             payload = summary

@@ -50,8 +50,8 @@ def _emit(text: str, out: str | None) -> None:
                    "differ between the groups; with several strategies, the strategy's name first, "
                    "then the run name where runs of one strategy differ by name (ablations).")
 @click.option("--metrics", default=None, metavar="NAME[,NAME]",
-              help="columns to show, in this order: generation_score, fid, accuracy, precision, recall, "
-                   "f1, fpr (per domain), predicted_s_per_it, measured_s_per_it, train_s, mib_moved. "
+              help="columns to show, in this order: generation_score, fid, fid_inception, accuracy, precision, "
+                   "recall, f1, fpr (per domain), predicted_s_per_it, measured_s_per_it, train_s, mib_moved. "
                    "Default: all that the files have.")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex"]), default="md", show_default=True,
               help="md (GitHub table), csv (mean and std columns, machine-readable) or latex (booktabs tabular).")
@@ -77,7 +77,8 @@ def tables(files, by, metrics, fmt, reference, exposure, allow_incomplete, out):
     number of runs in it. Each cell is the mean ± sample standard deviation (n-1) over the
     group's runs; '(n=k)' follows it when only k runs have that value, and '–' means none has.
     Per domain: final generation score (GS), FID on the domain classifier's features
-    ("FID (clf)", SPEC §6), and accuracy / macro precision / recall / F1 / FPR (%) of the
+    ("FID (clf)", SPEC §6), FID on Inception-v3 features ("FID (Inception)", only in runs with
+    evaluation.inception_weights), and accuracy / macro precision / recall / F1 / FPR (%) of the
     classifier trained on synthetic data, tested on real data. Per run:
     predicted and measured seconds per iteration, training wall time (sum of round wall
     times), MiB moved (bytes sent by all ranks over all rounds). With --exposure, a last

@@ -138,6 +138,18 @@ class EvaluationConfig(_Section):
     audio_per_class: int = Field(2, ge=0, description="audio domains (fsdd): generated clips per class turned "
                                  "into sound (Griffin-Lim) at the final evaluation, stored in /audio/<domain>; "
                                  "`huscf-mpi plot` writes them as WAV files; 0 = none")
+    inception_weights: str | None = Field(
+        None, description="local copy of pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds the final "
+                          "Inception FID ('FID (Inception)', fid_inception) on the same images as fid; never "
+                          "downloaded; slow on CPUs (~6 GFLOP per image, 2 x min(synthetic_samples, test set) images)")
+
+    @field_validator("inception_weights")
+    @classmethod
+    def _weights_exist(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"file {v} not found; give the path of a local copy of pytorch-fid's "
+                             "pt_inception-2015-12-05-6726825d.pth (it is never downloaded), or remove the field")
+        return v
 
 
 class ServerConfig(_Section):

@@ -27,6 +27,8 @@ DOMAIN_METRICS = (
     # SPEC §6: FID here is computed on the domain classifier's penultimate-layer features, not
     # Inception's, and every table must say so.
     Metric("fid", "FID (clf)", False, 2, True),
+    # The Inception FID (pytorch-fid's network), present only in runs with evaluation.inception_weights.
+    Metric("fid_inception", "FID (Inception)", False, 2, True),
     Metric("accuracy", "acc %", True, 2, True),
     Metric("precision", "prec %", True, 2, True),
     Metric("recall", "rec %", True, 2, True),

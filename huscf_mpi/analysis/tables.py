@@ -20,7 +20,8 @@ standard deviation (``ddof=1``) over the group's runs that have the value, ``n``
 Columns, per domain (final metrics of ``/final/<domain>``):
 ``generation_score`` (falls back to the last finite ``rounds/generation_score``), ``fid``
 (headed "FID (clf)": Fréchet distance on the domain classifier's penultimate features, SPEC §6),
-``accuracy``, ``precision``, ``recall``, ``f1``, ``fpr`` (all %, synthetic-data classifier on the
+``fid_inception`` (headed "FID (Inception)": FID on Inception-v3 pool3 features as in pytorch-fid;
+only runs with ``evaluation.inception_weights`` have it), ``accuracy``, ``precision``, ``recall``, ``f1``, ``fpr`` (all %, synthetic-data classifier on the
 real test set); and per run:
 
 - ``predicted_s_per_it``: predicted seconds per training iteration of the chosen cuts, from
@@ -31,7 +32,7 @@ real test set); and per run:
 - ``mib_moved``: all bytes sent by all ranks over all rounds (``rounds/bytes_sent``), MiB.
 
 Columns no run has are left out. The best mean of each column (highest, or lowest for
-``fid``, ``fpr``, times and bytes) is bold in md and latex; csv has a ``best`` column listing
+``fid``, ``fid_inception``, ``fpr``, times and bytes) is bold in md and latex; csv has a ``best`` column listing
 the column ids where that row is best. Best values are marked only when at least two rows
 have the column; paper reference rows never compete.
 

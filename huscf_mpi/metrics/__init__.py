@@ -4,10 +4,12 @@ Generation score (Inception-score formula with a per-domain :class:`DomainClassi
 classification on synthetic data (:class:`SyntheticCNN`, macro metrics in %), and the
 domain-classifier FID (Fréchet distance of the domain classifier's 128-d penultimate features;
 not Inception FID). Trained domain classifiers are cached on disk by
-:func:`load_or_train_domain_classifier`.
+:func:`load_or_train_domain_classifier`. The optional Inception FID (:func:`inception_fid`,
+"FID (Inception)") needs a local weights file, loaded by :func:`load_inception`.
 """
 from .cache import domain_classifier_cache_key, load_or_train_domain_classifier
 from .classifiers import DomainClassifier, SyntheticCNN
+from .inception import FIDInceptionV3, InceptionWeightsError, inception_features, inception_fid, load_inception
 from .scores import classification_metrics, feature_statistics, frechet_distance, generation_score
 from .synthetic import fid_against_real, synthetic_classification
 from .training import (
@@ -22,6 +24,8 @@ from .training import (
 
 __all__ = [
     "DomainClassifier",
+    "FIDInceptionV3",
+    "InceptionWeightsError",
     "SyntheticCNN",
     "accuracy",
     "classification_metrics",
@@ -31,6 +35,9 @@ __all__ = [
     "fid_against_real",
     "frechet_distance",
     "generation_score",
+    "inception_features",
+    "inception_fid",
+    "load_inception",
     "load_or_train_domain_classifier",
     "predict_logits",
     "predict_proba",

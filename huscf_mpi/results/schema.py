@@ -37,7 +37,8 @@ final path always has ``status == "complete"``. ``docs/results.md`` is the user 
                       "server"), messages int64, bytes int64: whether each payload class left
                       its owner, and to whom. Absent in older files.
     /final/<domain>   group attrs: scalar final metrics (accuracy, precision, recall, f1, fpr
-                      in %, generation_score, classifier_test_accuracy, fid if present, ...)
+                      in %, generation_score, classifier_test_accuracy, fid if present,
+                      fid_inception only with evaluation.inception_weights, ...)
 
 Tables are groups holding equal-length 1-D datasets, one per column; the group attr
 ``columns`` lists them in order. Strings are variable-length UTF-8. Attributes whose value

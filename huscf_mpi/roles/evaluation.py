@@ -4,9 +4,10 @@ The evaluating client generates samples with its own head and tail and the serve
 (in eval mode), scores them with a domain classifier it loads or trains from the domain's
 real training set, and sends the server scalars only: the generation score each evaluated
 round; at the end accuracy, macro precision/recall/F1/FPR of a classifier trained on 
-synthetic images, and the domain-classifier FID. The sample grid for the result file is the
-one image-shaped report message, sent only when ``evaluation.sample_grid`` is on. An audio
-domain (FSDD) also sends, at the end, a few generated spectrograms per class turned back into
+synthetic images, the domain-classifier FID, and the Inception FID when
+``evaluation.inception_weights`` names a local weights file. The sample grid for the result
+file is the one image-shaped report message, sent only when ``evaluation.sample_grid`` is on.
+An audio domain (FSDD) also sends, at the end, a few generated spectrograms per class turned back into
 int16 waveforms by Griffin-Lim (``evaluation.audio_per_class``), so a user can listen to them.
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ from ..comm.kinds import AUDIO_CLIPS, EVAL_SCALARS, SAMPLE_GRID
 from ..data import DomainData, get_domain, to_unit_range
 from ..data import audio
 from .reports import SCALARS, audio_clip_count, grid_shape, n_chunks
-from ..metrics import (fid_against_real, generation_score, load_or_train_domain_classifier,
-                       predict_proba, synthetic_classification)
+from ..metrics import (fid_against_real, generation_score, inception_fid, load_inception,
+                       load_or_train_domain_classifier, predict_proba, synthetic_classification)
 
 log = logging.getLogger("huscf_mpi")
 
@@ -91,6 +92,8 @@ class DomainEvaluator:
             cache_dir=Path(cfg.cache_dir).expanduser(), epochs=cfg.classifier_epochs,
             seed=CLASSIFIER_SEED, split_tag=data.split, n_classes=self.n_classes)
         log.info("domain classifier for %s: real test accuracy %.2f %%", data.name, self.classifier_accuracy)
+        # Loaded at set-up, so a wrong file stops the run before training (errors are collective there).
+        self.inception = load_inception(cfg.inception_weights) if cfg.inception_weights else None
         self.noise = torch.Generator().manual_seed(seeding.int_seed(info.config.seed, seeding.EVALUATION, client))
         self.t.declare(0, EVAL_SCALARS, (len(SCALARS),), np.float64)
         self.t.declare(0, SAMPLE_GRID, grid_shape(self.n_classes, info.arch.image_shape, cfg.grid_per_class), np.uint8)
@@ -120,7 +123,7 @@ class DomainEvaluator:
         return score
 
     def final(self, strategy) -> dict[str, float]:
-        """SPEC §6 synthetic-data classification and domain-classifier FID; sends the scalars."""
+        """SPEC §6 synthetic-data classification, domain-classifier (and Inception) FID; sends the scalars."""
         images, labels = self._generate(strategy, self.cfg.synthetic_samples)
         test_x = to_unit_range(self.data.test_images)
         metrics = synthetic_classification(
@@ -128,6 +131,8 @@ class DomainEvaluator:
             seed=seeding.int_seed(self.info.config.seed, "synthetic-classifier", self.client), n_classes=self.n_classes)
         n_fid = min(len(images), len(test_x))
         metrics["fid"] = fid_against_real(self.classifier, test_x[:n_fid], images[:n_fid])
+        if self.inception is not None:  # "FID (Inception)": same images, pytorch-fid's network
+            metrics["fid_inception"] = inception_fid(self.inception, test_x[:n_fid], images[:n_fid])
         metrics["generation_score"] = generation_score(predict_proba(self.classifier, images))
         metrics["classifier_test_accuracy"] = self.classifier_accuracy
         self._send(metrics)

@@ -9,8 +9,10 @@ import resource
 ROUND_STATS = ("loss_d", "loss_g", "compute_seconds", "comm_seconds", "train_seconds", "bytes_sent",
                "bytes_received", "max_rss_bytes", "private_dirty_bytes", "emulation_overrun_seconds",
                "emulation_overrun_sections")
-# EVAL_SCALARS (float64), evaluating clients; NaN where not computed.
-SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "classifier_test_accuracy")
+# EVAL_SCALARS (float64), evaluating clients; NaN where not computed (the server keeps finite values
+# only, so e.g. fid_inception, computed only with evaluation.inception_weights, is then absent).
+SCALARS = ("generation_score", "accuracy", "precision", "recall", "f1", "fpr", "fid", "fid_inception",
+           "classifier_test_accuracy")
 
 
 def round_stats_fields(strategy) -> tuple[str, ...]:

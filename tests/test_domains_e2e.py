@@ -8,6 +8,7 @@ import pytest
 from huscf_mpi.analysis.plots import plot_all
 from huscf_mpi.data import audio, get_domain
 from huscf_mpi.results import ResultFile
+from huscf_mpi.results.show import summary
 
 from .conftest import DATA
 from .test_train_cli import _train
@@ -57,3 +58,4 @@ def test_new_domain_end_to_end(tmp_path, domain, arch):
         assert rate == 8000 and len(y) == audio.DEFAULT.n_samples
         assert np.abs(y * 32768 - clips[3]).max() == 0  # the WAV holds the stored PCM
         assert (tmp_path / "figures" / "spectrograms.png").is_file()
+        assert "audio: fsdd, 10 Griffin-Lim clips of 0.864 s at 8000 Hz" in summary(out)

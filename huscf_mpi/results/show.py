@@ -144,6 +144,12 @@ def summary(path: str | Path, max_rounds: int = 20) -> str:
             lines.append("final metrics:")
             lines += _indent(pd.DataFrame(final).T.to_string(float_format=lambda v: f"{v:.4g}"))
 
+        for d in rf.domains:
+            if f"audio/{d}" in rf:
+                clips, rate = rf.array(f"audio/{d}"), rf.attrs(f"audio/{d}")["sample_rate"]
+                lines.append(f"audio: {d}, {len(clips)} Griffin-Lim clips of {clips.shape[1] / rate:.3f} s at {rate} Hz "
+                             "(huscf-mpi plot FILE --out DIR writes them as WAV files)")
+
         if schema.LEDGER in rf:
             lines += _ledger_lines(rf.table(schema.LEDGER))
 

@@ -7,8 +7,8 @@ round; at the end accuracy, macro precision/recall/F1/FPR of a classifier traine
 synthetic images, the domain-classifier FID, and the Inception FID when
 ``evaluation.inception_weights`` names a local weights file. The sample grid for the result
 file is the one image-shaped report message, sent only when ``evaluation.sample_grid`` is on.
-An audio domain (FSDD) also sends, at the end, a few generated spectrograms per class turned back into
-int16 waveforms by Griffin-Lim (``evaluation.audio_per_class``), so a user can listen to them.
+An audio domain (FSDD) also sends, at the end, a few generated spectrograms per class turned
+back into int16 waveforms by Griffin-Lim (``evaluation.audio_per_class``), for listening.
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def audio_clips(images: np.ndarray, labels: np.ndarray, n_rows: int, n_classes: 
     of each class, class-major (row ``k·per + j`` is the j-th clip of class k).
 
     ``images`` float (N, 1, H, W) in [-1, 1] with labels (N,); ``db_range`` = (lo, hi) dB of
-    the domain's image mapping (decoded-cache metadata). Clip i's initial phase is seeded by
-    ``seed + i``, so the same images give the same sound.
+    the domain's image mapping (decoded-cache metadata). Row r's initial phase is seeded by
+    ``seed + r``, so the same images give the same sound.
     """
     per = n_rows // n_classes
     rows = [i for k in range(n_classes) for i in np.flatnonzero(labels == k)[:per]]
@@ -61,6 +61,23 @@ def audio_clips(images: np.ndarray, labels: np.ndarray, n_rows: int, n_classes: 
     lo, hi = db_range
     return np.stack([audio.to_int16(audio.image_to_audio(images[i], lo, hi, spec, seed=seed + j))
                      for j, i in enumerate(rows)])
+
+
+def domain_classifier(cfg, data: DomainData):
+    """The domain classifier that ``evaluation`` settings ``cfg`` score ``data``'s domain with.
+
+    Loaded from ``cfg.cache_dir`` or trained there on first use (on ``classifier_train_samples``
+    images of the training split if set, a fixed random subset). Returns the model and its
+    accuracy on the real test split, in percent.
+    """
+    x, y = data.train_images, data.train_labels
+    if cfg.classifier_train_samples is not None and cfg.classifier_train_samples < len(y):
+        keep = np.sort(np.random.default_rng(CLASSIFIER_SEED).permutation(len(y))[:cfg.classifier_train_samples])
+        x, y = x[keep], y[keep]  # a different training set, hence its own cache entry
+    return load_or_train_domain_classifier(
+        data.name, x, y, data.test_images, data.test_labels, cache_dir=Path(cfg.cache_dir).expanduser(),
+        epochs=cfg.classifier_epochs, seed=CLASSIFIER_SEED, split_tag=data.split,
+        n_classes=get_domain(data.name).n_classes)
 
 
 class DomainEvaluator:
@@ -83,14 +100,7 @@ class DomainEvaluator:
                 raise ValueError(f"decoded cache of {data.name} lacks its spectrogram metadata; delete that domain's "
                                  "folder under data.cache so set-up rebuilds it")
             self.db_range = (float(meta["db_lo"]), float(meta["db_hi"]))
-        x, y = data.train_images, data.train_labels
-        if cfg.classifier_train_samples is not None and cfg.classifier_train_samples < len(y):
-            keep = np.sort(np.random.default_rng(CLASSIFIER_SEED).permutation(len(y))[:cfg.classifier_train_samples])
-            x, y = x[keep], y[keep]  # a different training set, hence its own cache entry
-        self.classifier, self.classifier_accuracy = load_or_train_domain_classifier(
-            data.name, x, y, data.test_images, data.test_labels,
-            cache_dir=Path(cfg.cache_dir).expanduser(), epochs=cfg.classifier_epochs,
-            seed=CLASSIFIER_SEED, split_tag=data.split, n_classes=self.n_classes)
+        self.classifier, self.classifier_accuracy = domain_classifier(cfg, data)
         log.info("domain classifier for %s: real test accuracy %.2f %%", data.name, self.classifier_accuracy)
         # Loaded at set-up, so a wrong file stops the run before training (errors are collective there).
         self.inception = load_inception(cfg.inception_weights) if cfg.inception_weights else None

@@ -13,9 +13,10 @@ STRATEGY_MODULES: dict[str, str] = {
     "huscf": "huscf_mpi.strategies.huscf",
     "fedgan": "huscf_mpi.strategies.fedgan",
     "mdgan": "huscf_mpi.strategies.mdgan",
+    "fslgan": "huscf_mpi.strategies.fslgan",
     "centralized": "huscf_mpi.strategies.centralized",
 }
-TITLES = {"huscf": "HuSCF-GAN", "fedgan": "FedGAN", "mdgan": "MD-GAN", "centralized": "Centralized"}
+TITLES = {"huscf": "HuSCF-GAN", "fedgan": "FedGAN", "mdgan": "MD-GAN", "fslgan": "FSL-GAN", "centralized": "Centralized"}
 
 
 def register(name: str, module: str) -> None:

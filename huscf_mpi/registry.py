@@ -29,3 +29,9 @@ def load_strategy(name: str):
     if name not in STRATEGY_MODULES:
         raise KeyError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGY_MODULES)}")
     return importlib.import_module(STRATEGY_MODULES[name]).STRATEGY
+
+
+def ranks_needed(config) -> int:
+    """MPI ranks a run of ``config`` (a validated ``Config``) needs: 1 server + N clients x the
+    strategy's ``devices_per_client`` (1 for most methods; imports the strategy's module)."""
+    return 1 + config.data.n_clients * load_strategy(config.strategy).devices_per_client(config)

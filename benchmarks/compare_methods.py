@@ -1,6 +1,7 @@
 """The method comparison of issue 12: every config in ``jobs/configs/compare/`` × seeds, then the table.
 
-Two kinds of runs per method, both through ``mpiexec -n 9 huscf-mpi train``:
+Two kinds of runs per method, both through ``mpiexec -n 9 huscf-mpi train`` (``-n 25`` for
+fslgan: 8 clients of 3 devices each):
 
 * quality runs: the config as it is (unpaced), one per seed, written to
   ``<out>/compare-<method>-s<seed>.h5``: generation score, FID, synthetic-data accuracy/F1,
@@ -34,15 +35,20 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "jobs" / "configs" / "compare"
-METHODS = ("huscf", "huscf-noclust", "huscf-nokld", "huscf-noga", "fedgan", "mdgan", "centralized")
+METHODS = ("huscf", "huscf-noclust", "huscf-nokld", "huscf-noga", "fedgan", "mdgan", "fslgan", "centralized")
 # The clustering and KLD ablations do the same work per iteration as huscf (same cuts, same
 # messages); only the round end differs, so their paced runs would repeat huscf's.
-EMULATED = ("huscf", "huscf-noga", "fedgan", "mdgan", "centralized")
+EMULATED = ("huscf", "huscf-noga", "fedgan", "mdgan", "fslgan", "centralized")
 BIN = Path(sys.executable).parent
 
 
 def ranks(config: dict) -> int:
-    return 1 + sum(config["data"]["domains"].values())
+    """1 + clients, or 1 + clients x devices for a method with several ranks per client (fslgan)."""
+    sys.path.insert(0, str(ROOT))  # this checkout's strategies
+    from huscf_mpi.config import Config
+    from huscf_mpi.registry import ranks_needed
+
+    return ranks_needed(Config.model_validate(config))
 
 
 def train(config: dict, seed: int, out: Path) -> None:

@@ -122,6 +122,19 @@ class CutSelectionConfig(_Section):
     profile_warmup: int = Field(2, ge=0)
 
 
+class FSLGANConfig(_Section):
+    """FSL-GAN (``strategy: fslgan``, issue 9): each client's discriminator split across its devices.
+
+    A run needs ``1 + N * devices_per_client`` MPI ranks (see ``huscf_mpi/strategies/fslgan.py``).
+    """
+
+    devices_per_client: int = Field(3, ge=1, le=64, description="MPI ranks per client: the data owner (the "
+                                    "client's own rank) and devices_per_client - 1 devices without data")
+    budget_seconds: float = Field(0.5, gt=0, description="placement: a device may host discriminator parts whose "
+                                  "training FLOPs per iteration take at most this long at its FLOP/s (emulated or "
+                                  "measured profile); a part no device can take goes where most capacity is left")
+
+
 class EvaluationConfig(_Section):
     every: int = Field(1, ge=1, description="generation score every this many rounds (and the last)")
     generation_samples: int = Field(5000, ge=10)
@@ -181,7 +194,8 @@ class Config(_Section):
 
     name: str = "run"
     seed: int = 0
-    strategy: str = Field("huscf", description="the method: huscf, fedgan, mdgan or centralized (huscf_mpi/strategies)")
+    strategy: str = Field("huscf", description="the method: huscf, fedgan, mdgan, fslgan or centralized "
+                                               "(huscf_mpi/strategies)")
     output: str = Field("results/{name}-s{seed}.h5", description="HDF5 path; {name} and {seed} expand")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -191,6 +205,7 @@ class Config(_Section):
         "ga", description="'ga' (SPEC §5), one [g_head, g_tail, d_head, d_tail] for all, per client {id: [...]}, "
                           "or uniform-min / uniform-max / random")
     cut_selection: CutSelectionConfig = CutSelectionConfig()
+    fslgan: FSLGANConfig = FSLGANConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     server: ServerConfig = ServerConfig()
     preflight: PreflightConfig = PreflightConfig()
@@ -213,6 +228,13 @@ class Config(_Section):
             missing = sorted(set(range(1, self.data.n_clients + 1)) - set(self.cuts))
             if missing:
                 raise ValueError(f"cuts has no vector for clients {missing}")
+        return self
+
+    @model_validator(mode="after")
+    def _fslgan_labels(self) -> "Config":
+        if self.strategy == "fslgan" and self.training.fake_labels == "real":
+            raise ValueError("training.fake_labels: real needs real labels on the server, but fslgan's server samples "
+                             "the fakes' labels (real labels never leave their owner); set training.fake_labels: uniform")
         return self
 
     @property

@@ -261,6 +261,15 @@ def clients_in(config_path: str | Path) -> dict[str, int]:
     return dict(load_config(config_path).data.domains)
 
 
+def devices_in(config_path: str | Path) -> int:
+    """MPI ranks per client of a config file: 1, or the strategy's ``devices_per_client`` (fslgan)."""
+    from .config import load_config
+    from .registry import load_strategy
+
+    cfg = load_config(config_path)
+    return load_strategy(cfg.strategy).devices_per_client(cfg)
+
+
 def render_sbatch(config_path: str | Path | Sequence[str | Path], ntasks: int | None = None,
                   time: str = "24:00:00", array: str | None = None, seeds: str | None = None,
                   partition: str | None = None, job_name: str | None = None,
@@ -360,12 +369,13 @@ def render_sbatch(config_path: str | Path | Sequence[str | Path], ntasks: int | 
         return _render_table([config_path], seeds, ntasks, time, array, partition, job_name, launcher, nodes,
                              overcommit, mem_per_cpu, server_node, train_args, command, script_path)
     domains = clients_in(config_path)
-    n_clients = sum(domains.values())
+    n_clients, k = sum(domains.values()), devices_in(config_path)
     if ntasks is None:
-        ntasks = n_clients + 1
-    if int(ntasks) != n_clients + 1:
-        raise ValueError(f"--ntasks {ntasks}: {config_path} has {n_clients} clients, so train needs "
-                         f"{n_clients + 1} ranks (1 server + {n_clients}); omit --ntasks to use that")
+        ntasks = n_clients * k + 1
+    if int(ntasks) != n_clients * k + 1:
+        per = f" x {k} devices" if k > 1 else ""
+        raise ValueError(f"--ntasks {ntasks}: {config_path} has {n_clients} clients{per}, so train needs "
+                         f"{n_clients * k + 1} ranks (1 server + {n_clients}{per}); omit --ntasks to use that")
     time = _check(time, _TIME, "time", "01:30:00 or 2-00:00:00")
     name = _NAME.sub("-", job_name or Path(config_path).stem).strip("-") or "huscf"
 
@@ -380,13 +390,13 @@ def render_sbatch(config_path: str | Path | Sequence[str | Path], ntasks: int | 
         log = "results/%x-%j.out"
         train_args = [shlex.quote(a) for a in train_args]
     split = ", ".join(f"{d} {n}" for d, n in domains.items())
-    ranks_text = f"{ntasks} MPI ranks (1 server + {n_clients} clients: {split})"
+    ranks_text = f"{ntasks} MPI ranks (1 server + {n_clients} clients: {split}{f'; {k} ranks each' if k > 1 else ''})"
     common = dict(command=command or f"render_sbatch({str(config_path)!r}, ...)",
                   script_hint=str(script_path) if script_path else "<this script>", job_name=name, time=time,
                   log=log, output=output, config=shlex.quote(str(config_path)),
                   train_args="".join(" " + a for a in train_args))
     if server_node:
-        return _render_server_node(common, ranks_text, directives, partition, n_clients, ntasks, launcher,
+        return _render_server_node(common, ranks_text, directives, partition, int(ntasks) - 1, ntasks, launcher,
                                    server_cpus)
     launch = "srun --mpi=pmi2" if launcher == "srun" else 'mpiexec -n "$SLURM_NTASKS"'
     if array is not None:
@@ -440,7 +450,7 @@ def _render_table(configs: list, seeds: str | None, ntasks: int | None, time: st
     for config in configs:
         domains = clients_in(config)
         n_clients = sum(domains.values())
-        ranks[str(config)] = (n_clients + 1, n_clients)
+        ranks[str(config)] = (n_clients * devices_in(config) + 1, n_clients)
         notes.append(", ".join(f"{d} {n}" for d, n in domains.items()))
     first = str(configs[0])
     for config, (r, c) in ranks.items():
@@ -452,7 +462,7 @@ def _render_table(configs: list, seeds: str | None, ntasks: int | None, time: st
         ntasks = n_ranks
     if int(ntasks) != n_ranks:
         raise ValueError(f"--ntasks {ntasks}: the configs have {n_clients} clients, so train needs {n_ranks} "
-                         f"ranks (1 server + {n_clients}); omit --ntasks to use that")
+                         f"ranks (1 server + {n_ranks - 1}); omit --ntasks to use that")
     names = [_NAME.sub("-", Path(c).stem).strip("-") or "config" for c in configs]
     for k, name in enumerate(names):
         if name in names[:k]:
@@ -467,7 +477,8 @@ def _render_table(configs: list, seeds: str | None, ntasks: int | None, time: st
     n_tasks = len(configs) * len(seed_list)
     directives = _directives(f"0-{n_tasks - 1}", partition, nodes, overcommit, mem_per_cpu)
     plural = "s" if len(seed_list) > 1 else ""
-    ranks_text = (f"{ntasks} MPI ranks per run (1 server + {n_clients} clients), {len(configs)} "
+    per = f" x {(n_ranks - 1) // n_clients} devices" if n_ranks - 1 != n_clients else ""
+    ranks_text = (f"{ntasks} MPI ranks per run (1 server + {n_clients} clients{per}), {len(configs)} "
                   f"config{'s' if len(configs) > 1 else ''} x {len(seed_list)} seed{plural}: "
                   f"one array job of {n_tasks} runs")
     launch = "srun --mpi=pmi2" if launcher == "srun" else 'mpiexec -n "$SLURM_NTASKS"'

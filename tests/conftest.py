@@ -19,9 +19,16 @@ def mpiexec() -> str:
     return found
 
 
+def checkout_env() -> dict:
+    """The environment with this checkout first on PYTHONPATH: subprocesses run its code, whatever
+    the venv's editable install points at (a git worktree of the project)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
 def run_mpi(n: int, args: list[str], timeout: float = 600, cwd=None) -> subprocess.CompletedProcess:
     """Run ``mpiexec -n n python args...`` (or a console script if args[0] is one); returns the process."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env = dict(checkout_env(), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [mpiexec(), "-n", str(n), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 

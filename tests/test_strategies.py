@@ -29,10 +29,10 @@ ARCH = get_architecture("cgan28")
 BCE = nn.BCELoss()
 
 
-def _run(tmp_path: Path, strategy: str, fake_labels: str = "real", tag: str = "") -> tuple[dict, set]:
+def _run(tmp_path: Path, strategy: str, fake_labels: str = "real", tag: str = "", ranks: int = 4) -> tuple[dict, set]:
     out, out_json = tmp_path / f"{strategy}{tag}.npz", tmp_path / f"{strategy}{tag}.json"
-    proc = run_mpi(4, [sys.executable, str(ROOT / "tests" / "mpi" / "strategy_iteration.py"), strategy,
-                       fake_labels, str(out), str(out_json)], timeout=300)
+    proc = run_mpi(ranks, [sys.executable, str(ROOT / "tests" / "mpi" / "strategy_iteration.py"), strategy,
+                           fake_labels, str(out), str(out_json)], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(np.load(out)), {tuple(e) for e in json.loads(out_json.read_text())}
 
@@ -128,6 +128,99 @@ def test_mdgan_iteration_feedback_and_swap_match_single_process(tmp_path):
     _assert_states(got, ref)
     assert exposure == load_strategy("mdgan").exposure(case.case("mdgan", "real").config)
     assert ("real_labels", "client", "server") in exposure and ("parameters", "client", "client") in exposure
+
+
+@pytest.mark.mpi
+def test_fslgan_iteration_chains_and_part_fedavg_match_single_process(tmp_path):
+    """2 clients x 3 devices; rank 5 is too weak for part B, so client 2's chain is 2 -> 6."""
+    from huscf_mpi.strategies.fslgan import placement
+
+    info = case.fslgan_case()
+    assert {c: placement(info).chain(c) for c in info.clients} == case.FSL_CHAINS
+    got, exposure = _run(tmp_path, "fslgan", "uniform", ranks=7)
+    B, clients = case.BATCH, list(info.clients)
+    g, ds = _whole("g"), {c: _whole("d") for c in clients}
+    g_opt, d_opts = _adam(g), {c: _adam(ds[c]) for c in clients}
+    noise = torch.Generator().manual_seed(seeding.int_seed(case.SEED, "sampling", 0))
+    y_fake = torch.cat([torch.randint(0, 10, (B,), generator=noise) for _ in clients])
+    z = torch.randn(len(clients) * B, 100, generator=noise)
+    x_fake = g(z, y_fake)
+    feedback = []
+    for i, c in enumerate(clients):  # the notebook's simultaneous step: D before its update feeds both losses
+        part = slice(i * B, (i + 1) * B)
+        x, y = case.batch(c)
+        leaf = x_fake[part].detach().requires_grad_(True)
+        out_real, out_fake = ds[c](x, y), ds[c](leaf, y_fake[part])  # real first, as the chain does
+        loss_d = BCE(out_fake, torch.zeros(B, 1)) + BCE(out_real, torch.ones(B, 1))
+        loss_g = BCE(out_fake, torch.ones(B, 1))
+        feedback.append(torch.autograd.grad(loss_g, [leaf], retain_graph=True)[0])
+        d_opts[c].zero_grad()
+        loss_d.backward(inputs=list(ds[c].parameters()))
+        d_opts[c].step()
+    g_opt.zero_grad()
+    x_fake.backward(torch.cat(feedback))  # the gradient of the sum of the clients' generator losses
+    g_opt.step()
+    n = np.array([case.FSL_SIZES[c] for c in clients], np.float64)
+    w = n / n.sum()
+    states = {c: {k: v.detach().numpy().astype(np.float64) for k, v in ds[c].state_dict().items()} for c in clients}
+    ref = {f"0/g/{k}": v.numpy() for k, v in g.state_dict().items()}
+    parts = {0: (1,), 1: (2, 3), 2: (4, 5)}
+    for c, chain in case.FSL_CHAINS.items():
+        for rank, hosted in chain:
+            blocks = {b for p in hosted for b in parts[p]}
+            for key in states[c]:
+                if int(key.split(".")[1]) in blocks:
+                    avg = sum(wi * states[k][key] for wi, k in zip(w, clients))  # FedAvg of the part
+                    ref[f"{rank}/d/{key}"] = np.rint(avg) if "num_batches_tracked" in key else avg
+    _assert_states(got, ref)  # rank 5 hosts nothing
+
+    assert exposure == load_strategy("fslgan").exposure(info.config)
+    rows = json.loads((tmp_path / "fslgan.json.rows").read_text())
+    group = {r: c for c in clients for r in info.group(c)}
+    seen = {(p, pl) for _, _, pl, p, *_ in rows}
+    assert not {p for p, _ in seen} & {"raw_images", "real_labels"}  # never leave their owner
+    for receiver, kind_, plane, payload, source, shape, *_ in rows:
+        if payload == "smashed_data":  # activations of an owner's data stay on that client's devices
+            assert receiver and source and group[receiver] == group[source], (receiver, source)
+        if payload == "synthetic_images":
+            assert source == 0 and receiver in clients
+        if receiver == 0 and plane in ("protocol", "evaluation"):
+            assert payload in ("image_gradients", "parameters"), kind_
+            if payload == "image_gradients":
+                assert shape == f"{B}x1x28x28" and source in clients
+        if payload == "losses":  # the chain's end tells the owner its losses, never rank 0
+            assert receiver in clients and group[source] == receiver != source
+    assert ("smashed_data", "client", "client") in exposure
+
+
+def test_fslgan_placement_walk_skips_weak_devices_and_records_overflow():
+    from huscf_mpi.strategies.fslgan import parts_of, place_parts
+
+    assert parts_of(5) == ((1,), (2, 3), (4, 5)) and parts_of(4) == ((1,), (2,), (3, 4))
+    with pytest.raises(ValueError):
+        parts_of(3)
+    costs = [1.0, 10.0, 5.0]
+    # owner first, then helpers fastest first; a device too weak for the next part is passed by
+    assert place_parts((1, 7, 8), costs, {1: 1.0, 7: 4.0, 8: 20.0}) == ([1, 8, 8], [False, False, False])
+    assert place_parts((1, 7, 8), costs, {1: 100.0, 7: 0.0, 8: 0.0}) == ([1, 1, 1], [False, False, False])
+    assert place_parts((1, 7, 8), costs, {1: 1.0, 7: 12.0, 8: 6.0}) == ([1, 7, 8], [False, False, False])
+    # nobody fits part B: where most capacity is left, marked over budget; the walk goes on from there
+    assert place_parts((1, 7, 8), costs, {1: 1.0, 7: 3.0, 8: 6.0}) == ([1, 8, 7], [False, True, True])
+    assert place_parts((1,), costs, {1: 0.5}) == ([1, 1, 1], [True, True, True])
+
+
+def test_fslgan_config_needs_uniform_labels_and_ranks_per_client():
+    from huscf_mpi.config import ConfigError, load_config
+    from huscf_mpi.roles.setup import device_groups
+
+    with pytest.raises(ConfigError, match="fake_labels: uniform"):
+        load_config(None, {"strategy": "fslgan", "training.fake_labels": "real"})
+    cfg = load_config(None, {"strategy": "fslgan", "training.fake_labels": "uniform", "fslgan.devices_per_client": 3})
+    assert load_strategy("fslgan").devices_per_client(cfg) == 3 and load_strategy("mdgan").devices_per_client(cfg) == 1
+    with pytest.raises(ConfigError, match="fslgan.devices_per_client"):
+        load_config(None, {"strategy": "fslgan", "training.fake_labels": "uniform", "fslgan.devices_per_client": 0})
+    assert device_groups(3, 3) == {1: (1, 4, 5), 2: (2, 6, 7), 3: (3, 8, 9)}
+    assert device_groups(2, 1) == {1: (1,), 2: (2,)}
 
 
 @pytest.mark.mpi

@@ -14,7 +14,7 @@ from huscf_mpi.models import get_architecture
 from huscf_mpi.results import ResultFile
 from huscf_mpi.roles.reports import ROUND_STATS, SCALARS
 
-from .conftest import DATA, huscf_cli, needs_data, run_mpi
+from .conftest import DATA, checkout_env, huscf_cli, needs_data, run_mpi
 
 pytestmark = pytest.mark.mpi
 
@@ -126,7 +126,7 @@ def _one_error_line(proc) -> str:
 
 
 def _run_single(args) -> subprocess.CompletedProcess:
-    return subprocess.run([huscf_cli(), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([huscf_cli(), *args], capture_output=True, text=True, timeout=300, env=checkout_env())
 
 
 @pytest.mark.parametrize("cfg, words", [
@@ -186,6 +186,32 @@ def test_emulated_ga_run_records_profiles_cuts_and_latency(tmp_path):
     assert len(r.array("cuts/ga_best_fitness")) >= 2
     assert r.array("rounds/iteration_seconds").shape == (1, 4)
     assert r.array("rounds/emulation_overrun_seconds").shape == (1, 2)
+
+
+@needs_data
+def test_fslgan_run_with_helper_devices_records_placement_and_every_rank(tmp_path):
+    """Issue 9: 2 clients x 3 devices = 7 ranks; helpers hold no data, report like clients."""
+    # No devices file: measured profiles. A budget no device meets: A stays on its owner (the data
+    # is there), B and C go where most capacity is left, a helper, whatever the measured speeds.
+    cfg = {**TINY, "strategy": "fslgan", "training": {**TINY["training"], "rounds": 1, "fake_labels": "uniform"},
+           "cut_selection": {"profile_repeats": 1, "profile_warmup": 0},
+           "fslgan": {"devices_per_client": 3, "budget_seconds": 1e-9}}
+    line = _one_error_line(_run_single(["train", "--config", str(_write(tmp_path, cfg))]))
+    assert "mpiexec -n 7" in line and "3 devices" in line, line
+    out = tmp_path / "fsl.h5"
+    proc = _train(tmp_path, cfg, out, n=7)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    r = ResultFile(out)
+    assert r.provenance["strategy"] == "fslgan"
+    placement, devices = r.table("strategy/placement"), r.table("strategy/devices")
+    assert list(placement["part"]) == ["A", "B", "C"] * 2 and list(placement["rank"][::3]) == [1, 2]
+    assert sorted(devices["rank"]) == list(range(1, 7)) and not set(placement["rank"][1::3]) & {1, 2}
+    assert list(placement["over_budget"]) == [1, 1, 1] * 2
+    assert [p.startswith("rank") for p in r.table("cuts/profiles")["profile"]] == [True] * 6  # measured
+    assert r.array("rounds/loss_d").shape == (1, 2) and r.array("rounds/bytes_sent").shape == (1, 7)
+    assert (r.array("rounds/bytes_sent")[0, 3:] > 0).any()  # helper devices report their traffic
+    assert ("smashed_data", "client", "client") in exposure_set(r.table("exposure").to_dict("list"))
+    assert list(r.table("partition")["client"]) == [1, 2]
 
 
 @needs_data

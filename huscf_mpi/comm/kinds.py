@@ -14,7 +14,7 @@ A :class:`Kind` names a message, fixes its MPI tag, its *plane* and its *payload
 Every kind is registered once in :data:`REGISTRY` by its tag; a second kind with the same tag
 or name raises, so strategies cannot collide silently. Engine kinds live here; each strategy
 declares its own in its module (tag ranges: engine 70-79, profiling 900, HuSCF-GAN 10-69,
-FedGAN 100-119, MD-GAN 200-219, centralized 300-319, tests 1000+).
+FedGAN 100-119, MD-GAN 200-219, centralized 300-319, FSL-GAN 400-419, tests 1000+).
 """
 from __future__ import annotations
 

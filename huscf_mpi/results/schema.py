@@ -22,6 +22,7 @@ final path always has ``status == "complete"``. ``docs/results.md`` is the user 
                       adjusted_rand_index (R,), wall_seconds (R,) [s],
                       compute_seconds (R, n_ranks) [s], comm_seconds (R, n_ranks) [s],
                       bytes_sent (R, n_ranks) [bytes], bytes_received (R, n_ranks) [bytes]
+    /strategy/<name> tables a strategy records at set-up (fslgan: placement, devices)
     /samples/<domain> (R, H, W) uint8 image grid per round ((R, H, W, C) for RGB domains)
     /audio/<domain>   (K·per, samples) int16 waveforms, audio domains only (FSDD): Griffin-Lim of
                       generated spectrograms at the final evaluation; attrs sample_rate [Hz],

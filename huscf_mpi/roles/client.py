@@ -1,4 +1,9 @@
-"""The client loop (ranks 1..N): local data, the strategy's iterations, round reports."""
+"""The client loop (ranks 1..N, and helper ranks): local data, the strategy's iterations, round reports.
+
+A helper rank (a device of a multi-rank client, ``RunInfo.groups``) runs the same loop with no
+data (``assignment`` is ``None``): the strategy's iterations get ``None, None``, it evaluates nothing,
+and it reports its round statistics like a client.
+"""
 from __future__ import annotations
 
 import logging
@@ -27,11 +32,12 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
         profile = info.emulated.get(client)
         if profile is not None:  # every protocol message and paced compute section of this rank
             transport.pacer = Pacer(profile.flops_per_s, profile.link_bytes_per_s)
-        # The shard only, as uint8 (memory-mapped from the node's decoded-data cache).
-        images, labels = load_shard(assignment.domain, assignment.cache, cfg.seed, assignment.indices)
-        batches = ClientBatches(images, labels, cfg.training.batch_size, seeding.rng(cfg.seed, "batches", client))
+        batches = None
+        if assignment is not None:  # the shard only, as uint8 (memory-mapped from the node's decoded-data cache)
+            images, labels = load_shard(assignment.domain, assignment.cache, cfg.seed, assignment.indices)
+            batches = ClientBatches(images, labels, cfg.training.batch_size, seeding.rng(cfg.seed, "batches", client))
         side = strategy.client(info, client, transport, shard=batches)
-        if info.evaluators[assignment.domain] == client:
+        if assignment is not None and info.evaluators[assignment.domain] == client:
             from .evaluation import DomainEvaluator  # scikit-learn/scipy only on evaluating clients
 
             evaluator = DomainEvaluator(info, client, open_domain(assignment.domain, assignment.cache, cfg.seed),
@@ -39,8 +45,12 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
         transport.declare(0, ROUND_STATS, (len(fields),), np.float64)
         transport.declare(0, ITERATION_SECONDS, (info.iterations_per_round,), np.float64)
         cuts = info.cuts[client].as_tuple() if client in info.cuts else "none"
-        log.info("client %d: %s, %d samples, excluded labels %s, cuts %s", client, assignment.domain,
-                 len(labels), list(assignment.excluded_labels), cuts)
+        if assignment is not None:
+            log.info("client %d: %s, %d samples, excluded labels %s, cuts %s", client, assignment.domain,
+                     len(labels), list(assignment.excluded_labels), cuts)
+        else:
+            log.info("rank %d: a device without data of client %d", client,
+                     next(c for c in info.clients if client in info.group(c)))
     except Exception as e:  # reported collectively so no rank is left waiting
         error = f"client {client}: {e}"
     preflight.check(transport, error, transport.declared_bytes(), cfg.preflight.memory, cfg.preflight.memory_fraction)
@@ -52,7 +62,7 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
         seconds = np.empty(info.iterations_per_round)
         for i in range(info.iterations_per_round):
             t_it = time.perf_counter()
-            x, y = batches.next()
+            x, y = batches.next() if batches is not None else (None, None)
             ld, lg = side.train_iteration(x, y)
             loss_d, loss_g = loss_d + ld, loss_g + lg
             seconds[i] = time.perf_counter() - t_it

@@ -33,6 +33,7 @@ class CutPlan:
     emulated: dict[int, DeviceProfile] = field(default_factory=dict)
     flops: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # net -> forward/backward FLOPs (L,)
     record: dict = field(default_factory=dict)  # rank 0: datasets/attrs for the result file
+    profiles: dict[int, DeviceProfile] = field(default_factory=dict)  # rank -> profile to plan with (plan_profiles)
 
 
 def fixed_cuts(config, arch) -> dict[int, CutVector]:
@@ -163,37 +164,51 @@ def plan_cuts(config, arch, transport) -> CutPlan:
     return plan if rank == 0 else CutPlan(*shared)
 
 
-def plan_profiles(config, transport, cuts: dict | None = None) -> CutPlan:
-    """Collective, for fixed cuts or none (strategies without cut points): no profiling, no GA.
+def plan_profiles(config, transport, cuts: dict | None = None, measure: bool = False) -> CutPlan:
+    """Collective, for fixed cuts or none (strategies without cut points): no GA.
 
-    With ``cut_selection.devices`` and ``emulate``, clients get the same seeded profile
-    assignment as the GA would give them, and every rank gets the per-block FLOPs its strategy
-    paces compute by (counted on rank 0 at the training batch size, then broadcast);
-    otherwise the plan is empty.
+    With ``cut_selection.devices`` and ``emulate``, every non-server rank gets the same seeded
+    profile assignment as the GA would give it and is paced to it, and every rank gets the
+    per-block FLOPs its strategy paces compute by (counted on rank 0 at the training batch
+    size, then broadcast). ``measure`` (a strategy that plans with device speeds, e.g. FSL-GAN's
+    placement): profiles are wanted even when not paced: the assigned ones with ``devices`` and
+    ``emulate: false``, else measured ones (every rank times its blocks and rank 0 probes its
+    links, as for ``cuts: ga``; ``rank<r>`` profiles of two significant digits). Otherwise the
+    plan is empty. ``CutPlan.profiles`` holds the profiles to plan with, ``emulated`` the paced ones.
     """
     sel = config.cut_selection
-    if not (sel.devices and sel.emulate):
+    emulate = bool(sel.devices and sel.emulate)
+    if not (emulate or measure):
         return CutPlan(cuts or {})
     from ..models import domain_architecture
 
-    shared = None
-    if transport.rank == 0:
-        from ..cuts.costs import block_costs  # torch's FLOP counter: rank 0 only
+    arch = domain_architecture(config.model.architecture, config.data.domains)
+    clients = list(range(1, transport.size))
+    if sel.devices:
+        shared = None
+        if transport.rank == 0:
+            from ..cuts.costs import block_costs  # torch's FLOP counter: rank 0 only
 
-        arch = domain_architecture(config.model.architecture, config.data.domains)
-        costs = block_costs(arch, config.model.width, config.training.batch_size, sel.cost_mode)
-        profiles, _ = load_devices(Path(sel.devices))
-        by_name = {p.name: p for p in profiles}
-        clients = list(range(1, transport.size))
-        names = assign_profiles(len(clients), profiles, config.seed)
-        shared = ({c: by_name[n] for c, n in zip(clients, names)},
-                  {net: {"forward": costs[net].forward_flops, "backward": costs[net].backward_flops} for net in NETS})
-    emulated, flops = transport.bcast(shared)
+            costs = block_costs(arch, config.model.width, config.training.batch_size, sel.cost_mode)
+            profiles, _ = load_devices(Path(sel.devices))
+            by_name = {p.name: p for p in profiles}
+            names = assign_profiles(len(clients), profiles, config.seed)
+            shared = ({c: by_name[n] for c, n in zip(clients, names)},
+                      {net: {"forward": costs[net].forward_flops, "backward": costs[net].backward_flops} for net in NETS})
+        profiles, flops = transport.bcast(shared)
+    else:  # measured, as for `cuts: ga`
+        costs, gathered, links = measure_ranks(config, arch, transport)
+        flops = {net: {"forward": costs[net].forward_flops, "backward": costs[net].backward_flops} for net in NETS}
+        shared = None
+        if transport.rank == 0:
+            total = sum(float(costs[n].forward_flops.sum() + costs[n].backward_flops.sum()) for n in NETS)
+            shared = {c: _measured_profile(f"rank{c}", total, gathered[c].total(), links[c][1]) for c in clients}
+        profiles = transport.bcast(shared)
     record = {}
     if transport.rank == 0:
-        clients = sorted(emulated)
-        record = {"attrs": {"devices": sel.devices, "emulated": True, "cost_mode": sel.cost_mode},
-                  "arrays": {}, "profiles": {"client": clients, "profile": [emulated[c].name for c in clients],
-                                             "flops_per_s": [emulated[c].flops_per_s for c in clients],
-                                             "link_bytes_per_s": [emulated[c].link_bytes_per_s for c in clients]}}
-    return CutPlan(cuts or {}, emulated, flops, record)
+        ranks = sorted(profiles)
+        record = {"attrs": {"devices": sel.devices or "", "emulated": emulate, "cost_mode": sel.cost_mode},
+                  "arrays": {}, "profiles": {"client": ranks, "profile": [profiles[c].name for c in ranks],
+                                             "flops_per_s": [profiles[c].flops_per_s for c in ranks],
+                                             "link_bytes_per_s": [profiles[c].link_bytes_per_s for c in ranks]}}
+    return CutPlan(cuts or {}, profiles if emulate else {}, flops, record, profiles)

@@ -37,13 +37,14 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     """
     cfg = info.config
     clients, domains = info.clients, list(info.evaluators)
+    reporting = info.client_ranks  # the clients, then any helper ranks (per-rank figures)
     evaluators = [info.evaluators[d] for d in domains]
     error = None
     fields = round_stats_fields(method)
     clips = {}  # evaluating client -> rows of its AUDIO_CLIPS (audio domains only)
     try:
         strategy = method.server(info, transport)
-        for c in clients:
+        for c in reporting:
             transport.declare(c, ROUND_STATS, (len(fields),), np.float64, send=False)
             transport.declare(c, ITERATION_SECONDS, (info.iterations_per_round,), np.float64, send=False)
         for c in evaluators:
@@ -70,6 +71,8 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     writer.set_attrs("preflight", mode=cfg.preflight.memory, memory_fraction=cfg.preflight.memory_fraction,
                      growth_fixed_bytes=preflight.GROWTH_FIXED_BYTES,
                      growth_per_message_byte=preflight.GROWTH_PER_MESSAGE_BYTE)
+    for name, table in strategy.tables().items():
+        writer.write_table(f"strategy/{name}", table)
 
     rounds, iters = cfg.training.rounds, info.iterations_per_round
     if launched is not None:
@@ -92,13 +95,14 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         transport.flush()
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
-        stats = transport.recv_many(clients, ROUND_STATS)
-        table = np.stack([stats[c] for c in clients])  # (N, len(fields))
-        col = {name: table[:, i] for i, name in enumerate(fields)}
+        stats = transport.recv_many(reporting, ROUND_STATS)
+        table = np.stack([stats[c] for c in reporting])  # (ranks - 1, len(fields)): clients first
+        col = {name: table[:, i] for i, name in enumerate(fields)}  # per non-server rank
+        own = {name: table[:len(clients), i] for i, name in enumerate(fields)}  # per client
         # An iteration is done when the slowest rank is done with it: whichever side (server or
         # clients) does the method's work sets the time (FedGAN's server idles, centralized's works alone).
-        client_seconds = transport.recv_many(clients, ITERATION_SECONDS)
-        iteration_seconds = np.max([seconds, *(client_seconds[c] for c in clients)], axis=0)
+        client_seconds = transport.recv_many(reporting, ITERATION_SECONDS)
+        iteration_seconds = np.max([seconds, *(client_seconds[c] for c in reporting)], axis=0)
 
         scores = np.full(len(domains), np.nan)
         t_eval = time.perf_counter()
@@ -114,8 +118,8 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         writer.append("rounds/round", r)
         writer.append("rounds/wall_seconds", wall)
         writer.append("rounds/eval_seconds", eval_seconds)
-        writer.append("rounds/loss_d", col["loss_d"])
-        writer.append("rounds/loss_g", col["loss_g"])
+        writer.append("rounds/loss_d", own["loss_d"])
+        writer.append("rounds/loss_g", own["loss_g"])
         writer.append("rounds/generation_score", scores)
         writer.append("rounds/evaluated", np.int8(evaluation_due(r, cfg.evaluation.every, rounds)))  # rows of samples/<domain>
         # Per rank (index 0 = server): seconds computing vs waiting on messages, bytes moved.
@@ -128,19 +132,19 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
                       np.r_[private_dirty_bytes(), col["private_dirty_bytes"]].astype(np.int64))
         writer.append("rounds/train_seconds", np.r_[train_seconds, col["train_seconds"]])  # per rank
         writer.append("rounds/iteration_seconds", iteration_seconds)  # max over ranks, per iteration
-        if info.emulated:  # cumulative per client: where real compute was slower than its profile
+        if info.emulated:  # cumulative per non-server rank: where real compute was slower than its profile
             writer.append("rounds/emulation_overrun_seconds", col["emulation_overrun_seconds"])
             writer.append("rounds/emulation_overrun_sections", col["emulation_overrun_sections"].astype(np.int64))
         for name in method.client_values:
-            writer.append(f"rounds/{name}", col[name])
+            writer.append(f"rounds/{name}", own[name])
         for name, value in record.arrays.items():
             writer.append(f"rounds/{name}", value)
         writer.flush()
         score_text = ", ".join(f"{d} {s:.2f}" for d, s in zip(domains, scores) if np.isfinite(s))
-        bar.set_postfix_str(f"round {r}/{rounds} D {col['loss_d'].mean():.3f} G {col['loss_g'].mean():.3f}"
+        bar.set_postfix_str(f"round {r}/{rounds} D {own['loss_d'].mean():.3f} G {own['loss_g'].mean():.3f}"
                             + (f" GS {score_text}" if score_text else ""))
-        log.info("round %d/%d: loss D %.3f G %.3f, %s%s, %.1f s (+%.1f s eval)", r, rounds, col["loss_d"].mean(),
-                 col["loss_g"].mean(), record.log, f", generation score {score_text}" if score_text else "",
+        log.info("round %d/%d: loss D %.3f G %.3f, %s%s, %.1f s (+%.1f s eval)", r, rounds, own["loss_d"].mean(),
+                 own["loss_g"].mean(), record.log, f", generation score {score_text}" if score_text else "",
                  wall, eval_seconds)
     bar.close()
 

@@ -49,7 +49,19 @@ def agree(transport: MPITransport, error: str | None) -> None:
         raise SetupError(first)
 
 
-def build_run_info(config: Config, transport: MPITransport, data_root: str | None, uses_cuts: bool = True
+def device_groups(n_clients: int, devices_per_client: int) -> dict[int, tuple[int, ...]]:
+    """Client id -> its ranks: its own rank first, then its ``k - 1`` helpers after all N clients.
+
+    Client c of N with k devices: ``(c, N + (c-1)(k-1) + 1, ..., N + c(k-1))``; so clients keep
+    ranks 1..N (the partition, evaluators and per-client results read as for one rank each).
+    """
+    k = devices_per_client
+    return {c: (c, *range(n_clients + (c - 1) * (k - 1) + 1, n_clients + c * (k - 1) + 1))
+            for c in range(1, n_clients + 1)}
+
+
+def build_run_info(config: Config, transport: MPITransport, data_root: str | None, uses_cuts: bool = True,
+                   devices_per_client: int = 1, needs_profiles: bool = False
                    ) -> tuple[RunInfo, ClientAssignment | None, list[dict], CutPlan, list[str]]:
     """Collective set-up. Returns the shared :class:`RunInfo`, this client's assignment
     (``None`` on rank 0), (rank 0 only) the partition summary rows, the cut
@@ -61,11 +73,14 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     and scatters each client only its own shard indices, as one ``Scatterv`` of int64.
     """
     rank, size = transport.rank, transport.size
-    n = config.data.n_clients
-    if size != n + 1:
+    n, k = config.data.n_clients, devices_per_client
+    if size != n * k + 1:
         # Every rank sees the same numbers, so all raise together without communicating.
-        raise SetupError(f"{size} MPI ranks for {n} clients: run `mpiexec -n {n + 1}` "
-                         f"(1 server + {n} clients) or change data.domains in the config")
+        if k == 1:
+            raise SetupError(f"{size} MPI ranks for {n} clients: run `mpiexec -n {n + 1}` "
+                             f"(1 server + {n} clients) or change data.domains in the config")
+        raise SetupError(f"{size} MPI ranks for {n} clients of {k} devices each ({config.strategy}): run "
+                         f"`mpiexec -n {n * k + 1}` (1 server + {n} x {k}) or change data.domains in the config")
     hosts = transport.allgather(socket.gethostname())
     cache = Path(config.data.cache).expanduser()
     error, payload, root, fixed = None, None, None, None
@@ -107,13 +122,14 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     agree(transport, error)
 
     # Fixed cuts or none: emulated profiles only (if any); `cuts: ga`: profiling and the GA.
-    plan = plan_profiles(config, transport, fixed) if not uses_cuts or fixed is not None else plan_cuts(config, arch, transport)
+    plan = (plan_profiles(config, transport, fixed, measure=needs_profiles) if not uses_cuts or fixed is not None
+            else plan_cuts(config, arch, transport))
     cuts = plan.cuts
     summary = transport.bcast(payload if rank == 0 else None)
     sizes = {row["client"]: row["size"] for row in summary}
     mine = transport.scatter_rows(np.concatenate([s.indices for s in sorted(shards, key=lambda s: s.client)])
                                   if rank == 0 else None,
-                                  [0] + [sizes[c] for c in range(1, n + 1)])
+                                  [0] + [sizes[c] for c in range(1, n + 1)] + [0] * (size - 1 - n))
     B = config.training.batch_size
     iters = config.training.iterations_per_epoch or epoch_iterations(list(sizes.values()), B)
     evaluators: dict[str, int] = {}
@@ -123,9 +139,10 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         config=config, arch=arch, cuts=cuts, clients=[row["client"] for row in summary],
         domains={row["client"]: row["domain"] for row in summary}, sizes=sizes, evaluators=evaluators,
         iterations_per_round=iters * config.training.local_epochs,
-        init_seed=seeding.int_seed(config.seed, seeding.INIT), emulated=plan.emulated, block_flops=plan.flops)
+        init_seed=seeding.int_seed(config.seed, seeding.INIT), emulated=plan.emulated, block_flops=plan.flops,
+        groups=device_groups(n, k), profiles=plan.profiles)
     assignment = None
-    if rank > 0:
+    if 0 < rank <= n:  # helper ranks (n < rank) hold no data
         row = next(r for r in summary if r["client"] == rank)
         assignment = ClientAssignment(row["domain"], mine, tuple(row["excluded_labels"]), cache)
     return info, assignment, summary if rank == 0 else [], plan, hosts

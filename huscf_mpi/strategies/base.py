@@ -10,6 +10,12 @@ defines a :class:`ClientStrategy`, a :class:`ServerStrategy`, its message kinds
 Both sides of a strategy follow the same deterministic schedule, so no per-step control
 messages are needed. A client may exchange messages with other clients (its transport reaches
 every rank); the server may compute nothing at all (FedGAN) or everything (centralized).
+
+A strategy may give each client several ranks (:attr:`Strategy.devices_per_client`, FSL-GAN's
+devices of one data owner): client ``c`` keeps rank ``c`` and holds the data; its *helper*
+ranks come after all clients (:attr:`RunInfo.groups`), run the same client loop without data
+(``shard`` is ``None`` and :meth:`ClientStrategy.train_iteration` gets ``None, None``) and
+report their round statistics like any client rank.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ class RunInfo:
     config: Config
     arch: Architecture
     cuts: dict[int, CutVector]           # client id -> cut vector ({} for strategies without cuts)
-    clients: list[int]                   # client ids (= ranks) 1..N
+    clients: list[int]                   # client ids (= their data-owning ranks) 1..N
     domains: dict[int, str]              # client id -> domain
     sizes: dict[int, int]                # client id -> shard size n_i
     evaluators: dict[str, int]           # domain -> client id that evaluates it (its first client)
@@ -40,6 +46,25 @@ class RunInfo:
     init_seed: int
     emulated: dict = field(default_factory=dict)     # client id -> DeviceProfile it is paced to
     block_flops: dict = field(default_factory=dict)  # net -> {"forward"|"backward": FLOPs per block (L,)}
+    # client id -> its ranks, the client's own (data-owning) rank first; {} means (c,) each.
+    groups: dict = field(default_factory=dict)
+    # rank -> DeviceProfile a strategy plans with: the emulated ones (cut_selection.devices), or
+    # measured ones when the strategy asks for them (Strategy.needs_profiles); {} if neither.
+    profiles: dict = field(default_factory=dict)
+
+    def group(self, client: int) -> tuple[int, ...]:
+        """The ranks of ``client``'s devices, its own rank first."""
+        return tuple(self.groups.get(client, (client,)))
+
+    @property
+    def helpers(self) -> list[int]:
+        """Ranks that run a client's side without data (devices of a multi-rank client), ascending."""
+        return sorted(r for c in self.clients for r in self.group(c)[1:])
+
+    @property
+    def client_ranks(self) -> list[int]:
+        """Every rank but the server's: the clients, then the helpers (the order of per-rank reports)."""
+        return list(self.clients) + self.helpers
 
 
 @dataclass
@@ -54,7 +79,8 @@ class ClientStrategy(ABC):
     """A client's side of an algorithm.
 
     ``shard`` is the client's :class:`~huscf_mpi.data.ClientBatches` (its private data; the
-    engine draws the training batches from it and passes them to :meth:`train_iteration`).
+    engine draws the training batches from it and passes them to :meth:`train_iteration`);
+    ``None`` on a helper rank (``client`` is then the helper's rank, not in ``info.clients``).
     ``self.pace(flops)`` is a context manager that makes the enclosed compute take at least
     its time on the emulated device (a no-op when nothing is emulated); messages are paced by
     the transport.
@@ -74,7 +100,9 @@ class ClientStrategy(ABC):
 
     @abstractmethod
     def train_iteration(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """One training iteration on a real batch x (B,C,H,W) float32, y (B,) int64 → (loss_D, loss_G)."""
+        """One training iteration on a real batch x (B,C,H,W) float32, y (B,) int64 → (loss_D, loss_G).
+
+        On a helper rank x and y are ``None``; its losses are not reported (return NaN)."""
 
     @abstractmethod
     def round_end(self, round_index: int) -> dict[str, float] | None:
@@ -112,6 +140,12 @@ class ServerStrategy(ABC):
     def serve_generation(self, clients: list[int]) -> None:
         """Serve one generation chunk for each of ``clients`` (their :meth:`ClientStrategy.generate`)."""
 
+    def tables(self) -> dict[str, dict[str, list]]:
+        """Set-up facts to record, written once as tables ``/strategy/<name>`` (e.g. FSL-GAN's placement).
+
+        Each value maps column names to equal-length lists (ints, floats or strings)."""
+        return {}
+
 
 Exposure = set[tuple[str, str, str]]
 
@@ -132,6 +166,11 @@ class Strategy:
     exposure : config → the documented ``{(payload, sender role, receiver role)}`` of the
         protocol and evaluation planes (roles "client"/"server"; see ``comm.kinds.PAYLOADS``).
         A test compares it with what the ledger records.
+    devices_per_client : config → ranks per client (default 1). With k > 1 a run needs
+        1 + N·k ranks: clients 1..N own the data, ranks N+1.. are their helpers, k-1 each in
+        client order (:attr:`RunInfo.groups`).
+    needs_profiles : set-up gives every rank a device profile (:attr:`RunInfo.profiles`) even
+        without ``cut_selection.devices``: measured by timing the blocks, as ``cuts: ga`` does.
     """
 
     name: str
@@ -140,6 +179,8 @@ class Strategy:
     uses_cuts: bool
     exposure: Callable[[Config], Exposure]
     client_values: tuple[str, ...] = ()
+    devices_per_client: Callable[[Config], int] = lambda config: 1
+    needs_profiles: bool = False
 
 
 def fake_labels(config: Config, y: torch.Tensor, generator: torch.Generator, n_classes: int) -> torch.Tensor:

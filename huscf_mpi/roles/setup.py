@@ -78,7 +78,8 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
                 load_devices(Path(config.cut_selection.devices))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise SetupError(f"cut_selection.devices: {e}; give a YAML like jobs/devices/paper.yaml") from None
-        root = resolve_data_root(data_root if data_root is not None else config.data.root)
+        root = (resolve_data_root(data_root) if data_root is not None
+                else resolve_data_root(config.data.root, source="data.root in the config"))
         if hosts.index(hosts[rank]) == rank:  # node leader
             for domain in config.data.domains:
                 ensure_decoded(domain, root, cache)

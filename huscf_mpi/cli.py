@@ -225,13 +225,19 @@ def cuts(devices, clients, seed, width, batch_size, cost_mode, population, gener
         huscf-mpi cuts --devices jobs/devices/paper.yaml --clients 80 --seed 0
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import yaml
+
     from .cuts import cuts_command
 
     try:
         click.echo(cuts_command(Path(devices), clients, seed, width, batch_size, cost_mode, population,
                                 generations, stall))
     except (ValueError, KeyError, OSError) as e:
-        _fail(f"{devices}: {e}")
+        _fail(f"{devices}: {' '.join(str(e).split())}")
+    except yaml.YAMLError as e:
+        from .config import _yaml_problem
+
+        _fail(f"--devices {devices}: {_yaml_problem(e)}; give a YAML like jobs/devices/paper.yaml")
 
 
 @main.command()

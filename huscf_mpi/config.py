@@ -162,7 +162,9 @@ class CutSelectionConfig(_Section):
                              "like jobs/devices/paper.yaml, or remove the field to measure the real ranks")
         try:
             load_devices(Path(v).expanduser())
-        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as e:
+        except yaml.YAMLError as e:
+            raise ValueError(f"{v}: {_yaml_problem(e)}; give a YAML like jobs/devices/paper.yaml") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
             what = str(e).splitlines()[0] if str(e) else type(e).__name__
             what = what if what.startswith(str(v)) else f"{v}: {what}"
             raise ValueError(f"{what}; give a YAML like jobs/devices/paper.yaml") from None
@@ -435,6 +437,14 @@ def _set(d: dict, dotted: str, value: Any) -> None:
     d[leaf] = value
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """``not valid YAML at line L, column C: <problem>`` (one line)."""
+    mark = getattr(e, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    return f"not valid YAML{at}: {what}"
+
+
 class _Duplicate(Exception):
     pass
 
@@ -483,11 +493,8 @@ def read_yaml(src: Path) -> Any:
     except _Duplicate as e:
         raise ConfigError(f"{src}: {e}") from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = getattr(e, "problem", None) or str(e).splitlines()[0]
         tabs = "; indent with spaces, not tabs" if "\t" in text else ""
-        raise ConfigError(f"{src}: not valid YAML{at}: {what}{tabs}") from None
+        raise ConfigError(f"{src}: {_yaml_problem(e)}{tabs}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,

@@ -112,6 +112,8 @@ CASES = [
      ["cut_selection.devices:", "'clients' must map profile names"]),
     ("path-devices-bad-yaml", "cut_selection: {devices: '{tmp}/devices-syntax.yaml'}\n" + OK,
      ["train", "--config", "{cfg}"], ["cut_selection.devices:", "devices-syntax.yaml", "paper.yaml"]),
+    ("path-cuts-devices-bad-yaml", None, ["cuts", "--devices", "{tmp}/devices-syntax.yaml", "--clients", "2"],
+     ["--devices", "not valid YAML at line 2"]),
     ("path-inception-missing", "evaluation: {inception_weights: /nonexistent.pth}\n" + OK,
      ["train", "--config", "{cfg}"], ["evaluation.inception_weights: file /nonexistent.pth not found"]),
     # CLI options: blamed on the option, not on the file

@@ -101,11 +101,6 @@ CASES = [
      ["output:", "{nam} is not a placeholder", "{name} and {seed}"]),
     ("path-output-folder-like", "output: 'results/'\n" + OK, ["train", "--config", "{cfg}"],
      ["output: 'results/' is not a file path"]),
-    ("path-output-directory", OK, ["train", "--config", "{cfg}", "--output", "{tmp}"],
-     ["is a directory", "give a file path"]),
-    ("path-output-under-a-file", OK, ["train", "--config", "{cfg}", "--output", "{cfg}/x/run.h5"],
-     ["is a file, not a folder"]),
-    ("path-output-exists", OK, ["train", "--config", "{cfg}", "--output", "{cfg}"], ["already exists", "--overwrite"]),
     ("path-devices-missing", "cut_selection: {devices: /nonexistent/devices.yaml}\n" + OK,
      ["train", "--config", "{cfg}"], ["cut_selection.devices: file /nonexistent/devices.yaml not found"]),
     ("path-devices-malformed", "cut_selection: {devices: '{tmp}/devices.yaml'}\n" + OK, ["train", "--config", "{cfg}"],
@@ -215,6 +210,28 @@ def test_data_root_blames_its_source(tmp_path):
         resolve_data_root(tmp_path / "none", source="data.root in the config")
     with pytest.raises(DataError, match=r"from --data-root\) is not a directory"):
         resolve_data_root(tmp_path / "none")
+
+
+@pytest.mark.parametrize("where, overwrite, words", [
+    ("{tmp}", True, ["is a directory", "give a file path such as"]),
+    ("{tmp}/file/x/run.h5", False, ["file is a file, not a folder"]),
+    ("{tmp}/file", False, ["already exists", "--overwrite"]),
+    ("{tmp}/new/deeper/run.h5", False, None),
+    ("{tmp}/file", True, None),
+])
+def test_output_problem(tmp_path, where, overwrite, words):
+    """The output path check of set-up's first phase (rank 0, agreed by every rank): it needs the
+    right rank count, so it is tested here directly; docs/validation.md shows it through mpiexec."""
+    from huscf_mpi.roles.setup import output_problem
+
+    (tmp_path / "file").write_text("x")
+    problem = output_problem(Path(where.replace("{tmp}", str(tmp_path))), overwrite)
+    if words is None:
+        assert problem is None
+    else:
+        assert problem.startswith("output ") and "\n" not in problem
+        for w in words:
+            assert w in problem, (w, problem)
 
 
 def test_accepted_inputs(in_tmp):

@@ -9,10 +9,8 @@ crash on one rank never leaves the others waiting; the result file then stays at
 from __future__ import annotations
 
 import logging
-import os
 import time
 import traceback
-from pathlib import Path
 
 import torch
 from mpi4py import MPI
@@ -43,30 +41,11 @@ def train(config: Config, data_root: str | None = None, overwrite: bool = False,
         MPI.COMM_WORLD.Abort(1)
 
 
-def output_problem(path: Path, overwrite: bool) -> str | None:
-    """Why the result file cannot be written at ``path`` (one line), or None: checked on rank 0
-    before set-up, so a bad path stops the run before profiling, the GA or any training."""
-    path = Path(path)
-    if path.is_dir():
-        return (f"output {path} is a directory; give a file path such as {path / 'run.h5'} (--output, or output: "
-                "in the config)")
-    if path.exists() and not overwrite:
-        return f"output {path} already exists; pass --overwrite to replace it or set --output"
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"output {path}: {folder} is a file, not a folder; choose another --output"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"output {path}: cannot create files in {folder} (permission denied); choose another --output"
-    return None
-
-
 def _train(config, transport, data_root, overwrite):
     rank = transport.rank
     method = load_strategy(config.strategy)
-    agree(transport, output_problem(config.output_path, overwrite) if rank == 0 else None)
-    info, assignment, summary, plan, hosts = build_run_info(config, transport, data_root, method.uses_cuts)
+    info, assignment, summary, plan, hosts = build_run_info(config, transport, data_root, method.uses_cuts,
+                                                            overwrite=overwrite)
     # The waiting ranks of a node wake at most ~1,000 times per second per core in all, however
     # many ranks share the node (100 ranks on 2 cores: a 50 ms cap, at most 1/32 of a wait late).
     transport.poll_sleep_max *= max(1.0, hosts.count(hosts[rank]) / available_cores())

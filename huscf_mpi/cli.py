@@ -55,7 +55,85 @@ def _fail(message: str, rank: int = 0) -> None:
     sys.exit(EXIT_USAGE)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def usage_line(e: click.UsageError) -> str:
+    """A click usage error as one line naming the option: ``--seed: 'abc' is not a valid integer``."""
+    param = getattr(e, "param", None)
+    if isinstance(e, click.BadParameter) and param is not None:
+        opts = [o for o in getattr(param, "opts", ()) if o.startswith("--")] or list(getattr(param, "opts", ()))
+        name = opts[0] if opts and isinstance(param, click.Option) else param.human_readable_name
+        text = f"{name}: {e.message}"
+    else:
+        text = e.format_message()
+    text = " ".join(text.split()).rstrip(".")
+    where = e.ctx.command_path if e.ctx is not None else "huscf-mpi"
+    return f"{text}; see {where} --help"
+
+
+class _UsageLine(click.ClickException):
+    """A click usage error shown as one line, like every other bad input (exit status 2)."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file=None) -> None:
+        click.echo(f"huscf-mpi: error: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    """click's usage errors (bad option values, unknown options or commands) as one line."""
+
+    @staticmethod
+    def _one_line(e: click.UsageError) -> click.ClickException:
+        if type(e).__name__ == "NoArgsIsHelpError":  # plain `huscf-mpi`: click shows the help
+            return e
+        return _UsageLine(usage_line(e))
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise self._one_line(e) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as e:
+            raise self._one_line(e) from None
+
+
+class CutsType(click.ParamType):
+    """``--cuts``: a mode name, or 4 comma-separated block numbers (a list of ints)."""
+
+    name = "cuts"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str) or "," not in value:
+            return value  # a mode (or a list already): the config checks it
+        try:
+            return [int(v) for v in value.split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not 4 comma-separated block numbers [g_head, g_tail, d_head, d_tail]; "
+                      "e.g. 2,4,1,5, or a mode: ga, uniform-min, uniform-max, random", param, ctx)
+
+
+# train's options that override a config field: parameter -> (dotted field, option).
+TRAIN_OVERRIDES = {
+    "seed": ("seed", "--seed"), "output": ("output", "--output"), "name": ("name", "--name"),
+    "strategy": ("strategy", "--strategy"), "rounds": ("training.rounds", "--rounds"),
+    "local_epochs": ("training.local_epochs", "--local-epochs"),
+    "iterations_per_epoch": ("training.iterations_per_epoch", "--iterations-per-epoch"),
+    "batch_size": ("training.batch_size", "--batch-size"), "width": ("model.width", "--width"),
+    "max_samples_per_client": ("data.max_samples_per_client", "--max-samples-per-client"), "cuts": ("cuts", "--cuts"),
+}
+
+
+def train_overrides(params: dict, prefix: str = "") -> tuple[dict, dict]:
+    """``load_config`` overrides and the options to blame (``prefix`` before each) from train's parameters."""
+    overrides = {field: params.get(p) for p, (field, _) in TRAIN_OVERRIDES.items()}
+    options = {field: prefix + option for field, option in TRAIN_OVERRIDES.values()}
+    return overrides, options
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="huscf-mpi")
 def main():
     """HuSCF-GAN over MPI: rank 0 is the server, ranks 1..N are clients.
@@ -86,7 +164,7 @@ def main():
 @click.option("--name", default=None, help="run name (used in the default output path)")
 @click.option("--strategy", default=None, metavar="NAME",
               help="the method: huscf (default), fedgan, mdgan or centralized (the config's `strategy`)")
-@click.option("--cuts", "cuts", default=None, metavar="MODE|G_HEAD,G_TAIL,D_HEAD,D_TAIL",
+@click.option("--cuts", "cuts", type=CutsType(), default=None, metavar="MODE|G_HEAD,G_TAIL,D_HEAD,D_TAIL",
               help="cut vector for every client (e.g. 2,4,1,5) or a mode: ga (SPEC §5), uniform-min, uniform-max, random")
 @click.option("--busy-wait", is_flag=True, help="block in MPI waits instead of polling with sleeps "
               "(faster with one core per rank, wasteful when ranks outnumber cores)")
@@ -113,13 +191,12 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     from .config import load_config
     from .errors import UsageError
 
-    overrides = {"seed": seed, "output": output, "name": name, "strategy": strategy, "training.rounds": rounds,
-                 "training.local_epochs": local_epochs, "training.iterations_per_epoch": iterations_per_epoch,
-                 "training.batch_size": batch_size, "model.width": width,
-                 "data.max_samples_per_client": max_samples_per_client,
-                 "cuts": [int(v) for v in cuts.split(",")] if cuts and "," in cuts else cuts}
+    overrides, options = train_overrides(dict(
+        seed=seed, output=output, name=name, strategy=strategy, rounds=rounds, local_epochs=local_epochs,
+        iterations_per_epoch=iterations_per_epoch, batch_size=batch_size, width=width,
+        max_samples_per_client=max_samples_per_client, cuts=cuts))
     try:
-        cfg = load_config(config_path, overrides)
+        cfg = load_config(config_path, overrides, options)
         from .roles import train as run_train  # torch loads only for a valid config
 
         run_train(cfg, data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3)
@@ -148,13 +225,19 @@ def cuts(devices, clients, seed, width, batch_size, cost_mode, population, gener
         huscf-mpi cuts --devices jobs/devices/paper.yaml --clients 80 --seed 0
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import yaml
+
     from .cuts import cuts_command
 
     try:
         click.echo(cuts_command(Path(devices), clients, seed, width, batch_size, cost_mode, population,
                                 generations, stall))
     except (ValueError, KeyError, OSError) as e:
-        _fail(f"{devices}: {e}")
+        _fail(f"{devices}: {' '.join(str(e).split())}")
+    except yaml.YAMLError as e:
+        from .config import _yaml_problem
+
+        _fail(f"--devices {devices}: {_yaml_problem(e)}; give a YAML like jobs/devices/paper.yaml")
 
 
 @main.command()
@@ -178,7 +261,8 @@ def profile(config_path, batch_size, width):
     from .errors import UsageError
 
     try:
-        cfg = load_config(config_path, {"training.batch_size": batch_size, "model.width": width})
+        cfg = load_config(config_path, {"training.batch_size": batch_size, "model.width": width},
+                          {"training.batch_size": "--batch-size", "model.width": "--width"})
     except UsageError as e:
         _fail(str(e), rank)
     if MPI.COMM_WORLD.Get_size() < 2:

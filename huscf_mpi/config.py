@@ -8,10 +8,10 @@ SPEC §4 scenarios live in ``jobs/configs/``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UsageError
 
@@ -22,18 +22,33 @@ class ConfigError(UsageError, ValueError):
     """A config problem, as one line naming the field and the fix."""
 
 
+def _no_bool(v: Any) -> Any:
+    # YAML reads yes/no/true/false as booleans, which pydantic would take as 1 and 0.
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, got {str(v).lower()}")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+
+CUT_MODES = ("ga", "uniform-min", "uniform-max", "random")
+SEED_MAX = 2**63 - 1  # stored as int64 in the result file
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: YAML's .inf and .nan are refused by every float field.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
     """Which domains, how many clients each, and how they are partitioned (SPEC §4)."""
 
     root: str | None = Field(None, description="data root; else $HUSCF_DATA_ROOT, else ./data")
-    domains: dict[str, int] = Field(default_factory=lambda: {"mnist": 4},
+    domains: dict[str, Int] = Field(default_factory=lambda: {"mnist": 4},
                                     description="domain -> number of clients, in client-id order")
-    scenario: int = Field(1, ge=1, le=7, description="SPEC §4 scenario 1..7 (7 = multi-domain non-IID)")
-    max_samples_per_client: int | None = Field(None, ge=1, description="extra cap per client (quickstarts)")
+    scenario: Int = Field(1, ge=1, le=7, description="SPEC §4 scenario 1..7 (7 = multi-domain non-IID)")
+    max_samples_per_client: Int | None = Field(None, ge=1, description="extra cap per client (quickstarts)")
     cache: str = Field("~/.cache/huscf-mpi/data", description="decoded-dataset cache, built once per node and "
                                                               "memory-mapped by every rank (see data/cache.py)")
 
@@ -84,27 +99,41 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     architecture: str = "cgan28"
-    width: float = Field(1.0, gt=0, le=4, description="hidden-channel multiplier; 1.0 = paper model")
+    width: Float = Field(1.0, gt=0, le=4, description="hidden-channel multiplier; 1.0 = paper model")
 
 
 class TrainingConfig(_Section):
-    batch_size: int = Field(64, ge=2, description="per-client batch (BatchNorm needs >= 2)")
-    lr: float = Field(2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
-    local_epochs: int = Field(5, ge=1, description="local epochs per federation round (E)")
-    rounds: int = Field(50, ge=1, description="federation rounds (R)")
-    iterations_per_epoch: int | None = Field(
+    batch_size: Int = Field(64, ge=2, description="per-client batch (BatchNorm needs >= 2)")
+    lr: Float = Field(2e-4, gt=0)
+    betas: tuple[Float, Float] = (0.5, 0.999)
+    local_epochs: Int = Field(5, ge=1, description="local epochs per federation round (E)")
+    rounds: Int = Field(50, ge=1, description="federation rounds (R)")
+    iterations_per_epoch: Int | None = Field(
         None, ge=1, description="override; default max over clients of ceil(shard / batch)")
     fake_labels: Literal["real", "uniform"] = Field(
         "real", description="labels that condition the fakes: 'real' = the real batch's labels (the authors' code, "
                             "SPEC §1), 'uniform' = sampled uniformly over the classes")
 
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"got {list(v)}; Adam needs both in [0, 1), e.g. [0.5, 0.999]")
+        return v
+
 
 class FederationConfig(_Section):
-    warmup_rounds: int = Field(2, ge=0, description="rounds of plain FedAvg before clustering")
-    alpha: float = Field(1.0, ge=0, description="KLD temperature in w = n·exp(-alpha·KLD)")
-    clusters: Union[int, Literal["domains", "auto"]] = Field(
+    warmup_rounds: Int = Field(2, ge=0, description="rounds of plain FedAvg before clustering")
+    alpha: Float = Field(1.0, ge=0, description="KLD temperature in w = n·exp(-alpha·KLD)")
+    clusters: Union[Int, Literal["domains", "auto"]] = Field(
         "domains", description="KMeans k: 'domains' = number of domains, 'auto' = best silhouette")
+
+    @field_validator("clusters", mode="before")
+    @classmethod
+    def _clusters(cls, v):
+        if v in ("domains", "auto") or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"got {v!r}; give domains, auto or a number of clusters from 1 to the number of clients")
 
 
 class CutSelectionConfig(_Section):
@@ -115,11 +144,31 @@ class CutSelectionConfig(_Section):
     emulate: bool = Field(True, description="with devices: pace each client to its profile's FLOP/s and link")
     cost_mode: Literal["true", "reference"] = Field("true", description="FLOPs from torch's counter, or the "
                                                                         "original code's hand table")
-    population: int = Field(1000, ge=2)
-    generations: int = Field(1000, ge=0)
-    stall_generations: int | None = Field(100, ge=1, description="stop after this many generations without gain")
-    profile_repeats: int = Field(5, ge=1, description="timed repetitions per block (median)")
-    profile_warmup: int = Field(2, ge=0)
+    population: Int = Field(1000, ge=2)
+    generations: Int = Field(1000, ge=0)
+    stall_generations: Int | None = Field(100, ge=1, description="stop after this many generations without gain")
+    profile_repeats: Int = Field(5, ge=1, description="timed repetitions per block (median)")
+    profile_warmup: Int = Field(2, ge=0)
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from .cuts.devices import load_devices
+
+        if not Path(v).expanduser().is_file():
+            raise ValueError(f"file {v} not found (relative paths are from the current directory); give a YAML "
+                             "like jobs/devices/paper.yaml, or remove the field to measure the real ranks")
+        try:
+            load_devices(Path(v).expanduser())
+        except yaml.YAMLError as e:
+            raise ValueError(f"{v}: {_yaml_problem(e)}; give a YAML like jobs/devices/paper.yaml") from None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            what = str(e).splitlines()[0] if str(e) else type(e).__name__
+            what = what if what.startswith(str(v)) else f"{v}: {what}"
+            raise ValueError(f"{what}; give a YAML like jobs/devices/paper.yaml") from None
+        return v
 
 
 class FSLGANConfig(_Section):
@@ -128,27 +177,27 @@ class FSLGANConfig(_Section):
     A run needs ``1 + N * devices_per_client`` MPI ranks (see ``huscf_mpi/strategies/fslgan.py``).
     """
 
-    devices_per_client: int = Field(3, ge=1, le=64, description="MPI ranks per client: the data owner (the "
+    devices_per_client: Int = Field(3, ge=1, le=64, description="MPI ranks per client: the data owner (the "
                                     "client's own rank) and devices_per_client - 1 devices without data")
-    budget_seconds: float = Field(0.5, gt=0, description="placement: a device may host discriminator parts whose "
+    budget_seconds: Float = Field(0.5, gt=0, description="placement: a device may host discriminator parts whose "
                                   "training FLOPs per iteration take at most this long at its FLOP/s (emulated or "
                                   "measured profile); a part no device can take goes where most capacity is left")
 
 
 class EvaluationConfig(_Section):
-    every: int = Field(1, ge=1, description="generation score every this many rounds (and the last)")
-    generation_samples: int = Field(5000, ge=10)
-    synthetic_samples: int = Field(30000, ge=10)
-    synthetic_epochs: int = Field(15, ge=1)
-    classifier_epochs: int = Field(3, ge=1, description="epochs of the domain classifier (cached)")
-    classifier_train_samples: int | None = Field(
+    every: Int = Field(1, ge=1, description="generation score every this many rounds (and the last)")
+    generation_samples: Int = Field(5000, ge=10)
+    synthetic_samples: Int = Field(30000, ge=10)
+    synthetic_epochs: Int = Field(15, ge=1)
+    classifier_epochs: Int = Field(3, ge=1, description="epochs of the domain classifier (cached)")
+    classifier_train_samples: Int | None = Field(
         None, ge=10, description="train the domain classifier on this many images of the training split (a fixed "
         "random subset) instead of all of them: for quick tests; its real test accuracy is recorded either way")
-    batch_size: int = Field(500, ge=1, description="samples per U-path generation message")
+    batch_size: Int = Field(500, ge=1, description="samples per U-path generation message")
     cache_dir: str = Field("~/.cache/huscf-mpi", description="domain-classifier cache (not the data root)")
     sample_grid: bool = Field(True, description="send a uint8 sample grid per evaluated domain to rank 0 for the result file")
-    grid_per_class: int = Field(8, ge=1, description="sample-grid columns per class")
-    audio_per_class: int = Field(2, ge=0, description="audio domains (fsdd): generated clips per class turned "
+    grid_per_class: Int = Field(8, ge=1, description="sample-grid columns per class")
+    audio_per_class: Int = Field(2, ge=0, description="audio domains (fsdd): generated clips per class turned "
                                  "into sound (Griffin-Lim) at the final evaluation, stored in /audio/<domain>; "
                                  "`huscf-mpi plot` writes them as WAV files; 0 = none")
     inception_weights: str | None = Field(
@@ -168,16 +217,16 @@ class EvaluationConfig(_Section):
 class ServerConfig(_Section):
     """How rank 0 computes (issue 7)."""
 
-    threads: Union[Literal["auto"], int] = Field(
+    threads: Union[Literal["auto"], Int] = Field(
         "auto", description="torch threads of rank 0's body computations: 'auto' = the cores of its node that the "
                             "clients on that node leave idle while it computes (see roles/threads.py), or a number >= 1")
 
-    @field_validator("threads")
+    @field_validator("threads", mode="before")
     @classmethod
     def _threads(cls, v):
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"got {v}; give 'auto' or a number of threads >= 1")
-        return v
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"got {v!r}; give 'auto' or a number of threads >= 1")
 
 
 class PreflightConfig(_Section):
@@ -186,14 +235,14 @@ class PreflightConfig(_Section):
     memory: Literal["check", "warn", "off"] = Field(
         "check", description="estimate memory per node before training: 'check' stops a run that cannot fit, "
                              "'warn' only logs, 'off' skips the estimate")
-    memory_fraction: float = Field(0.9, gt=0, le=1, description="share of a node's available memory a run may plan to use")
+    memory_fraction: Float = Field(0.9, gt=0, le=1, description="share of a node's available memory a run may plan to use")
 
 
 class Config(_Section):
     """The whole run. ``seed`` is the root of every random stream (see ``huscf_mpi.seeding``)."""
 
     name: str = "run"
-    seed: int = 0
+    seed: Int = Field(0, ge=0, le=SEED_MAX, description="root seed, 0 .. 2**63-1")
     strategy: str = Field("huscf", description="the method: huscf, fedgan, mdgan, fslgan or centralized "
                                                "(huscf_mpi/strategies)")
     output: str = Field("results/{name}-s{seed}.h5", description="HDF5 path; {name} and {seed} expand")
@@ -210,6 +259,27 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     preflight: PreflightConfig = PreflightConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip() or "/" in v or "\\" in v or v in (".", ".."):
+            raise ValueError(f"got {v!r}; give a non-empty name without path separators, e.g. scenario1 "
+                             "(it names the result file; put folders in output)")
+        return v
+
+    @field_validator("output")
+    @classmethod
+    def _output(cls, v: str) -> str:
+        try:
+            path = v.format(name="run", seed=0)
+        except (KeyError, IndexError, ValueError, AttributeError) as e:
+            what = f"{{{e.args[0]}}} is not a placeholder" if isinstance(e, KeyError) else f"bad braces ({e})"
+            raise ValueError(f"{v!r}: {what}; only {{name}} and {{seed}} expand (write {{{{ and }}}} for "
+                             "literal braces), e.g. results/{name}-s{seed}.h5") from None
+        if not path.strip() or path.endswith(("/", "\\")) or Path(path).name in (".", ".."):
+            raise ValueError(f"{v!r} is not a file path; give one such as results/{{name}}-s{{seed}}.h5")
+        return v
+
     @field_validator("strategy")
     @classmethod
     def _strategy(cls, v: str) -> str:
@@ -219,15 +289,88 @@ class Config(_Section):
             raise ValueError(f"unknown strategy {v!r}; choose one of {', '.join(STRATEGY_MODULES)}")
         return v
 
+    @field_validator("cuts", mode="before")
+    @classmethod
+    def _cuts_shape(cls, v):
+        # One message per mistake, instead of one per member of the Union.
+        modes = ", ".join(CUT_MODES)
+        fix = f"give {modes}, one [g_head, g_tail, d_head, d_tail] for all clients or {{client: [...]}}"
+
+        def vector(values, where: str) -> list[int]:
+            if not isinstance(values, (list, tuple)) or len(values) != 4:
+                raise ValueError(f"{where}needs 4 values [g_head, g_tail, d_head, d_tail], got {values!r}")
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in values):
+                raise ValueError(f"{where}values must be block numbers (integers), got {values!r}")
+            return list(values)
+
+        if isinstance(v, str):
+            if v not in CUT_MODES:
+                raise ValueError(f"unknown mode {v!r}; {fix}")
+            return v
+        if isinstance(v, (list, tuple)):
+            return vector(v, "")
+        if isinstance(v, dict):
+            out = {}
+            for key, values in v.items():
+                try:
+                    client = int(key)
+                except (TypeError, ValueError):
+                    raise ValueError(f"client {key!r} is not a client number; {fix}") from None
+                out[client] = vector(values, f"client {client} ")
+            return out
+        raise ValueError(f"got {v!r}; {fix}")
+
     @model_validator(mode="after")
-    def _check_cuts(self) -> "Config":
+    def _cross_fields(self) -> "Config":
+        # Messages start with the field to blame: _one_line reads it as the error's location.
+        n = self.data.n_clients
         if isinstance(self.cuts, dict):
-            extra = sorted(set(self.cuts) - set(range(1, self.data.n_clients + 1)))
+            extra = sorted(set(self.cuts) - set(range(1, n + 1)))
             if extra:
-                raise ValueError(f"cuts names clients {extra} but clients are 1..{self.data.n_clients}")
-            missing = sorted(set(range(1, self.data.n_clients + 1)) - set(self.cuts))
+                raise ValueError(f"cuts: names clients {extra} but clients are 1..{n} (data.domains); "
+                                 "give exactly one vector per client")
+            missing = sorted(set(range(1, n + 1)) - set(self.cuts))
             if missing:
-                raise ValueError(f"cuts has no vector for clients {missing}")
+                raise ValueError(f"cuts: no vector for clients {missing}; give one for each of 1..{n}")
+        k = self.federation.clusters
+        if isinstance(k, int) and k > n:
+            raise ValueError(f"federation.clusters: {k} clusters for {n} clients (data.domains); give at most {n}, "
+                             "or domains / auto")
+        from .data.registry import get_domain
+
+        classes = max(get_domain(d).n_classes for d in self.data.domains)
+        ev = self.evaluation
+        for field in ("generation_samples", "synthetic_samples"):
+            if getattr(ev, field) < classes:
+                raise ValueError(f"evaluation.{field}: {getattr(ev, field)} samples cannot cover the {classes} "
+                                 f"classes of data.domains; give at least {classes}")
+        if ev.sample_grid and ev.grid_per_class * classes > ev.generation_samples:
+            raise ValueError(f"evaluation.grid_per_class: {ev.grid_per_class} per class x {classes} classes is more "
+                             f"than the {ev.generation_samples} generation_samples drawn per evaluation, so the grid "
+                             f"would have empty cells; give at most {ev.generation_samples // classes}, or raise "
+                             "evaluation.generation_samples")
+        return self._check_architecture()
+
+    def _check_architecture(self) -> "Config":
+        # Last, as it imports torch: the architecture must take the domains' images, and fixed
+        # cut vectors must fit it (set-up checks them again; here they fail before any MPI work).
+        from .models import CutVector, domain_architecture
+
+        try:
+            arch = domain_architecture(self.model.architecture, self.data.domains)
+        except KeyError as e:
+            raise ValueError(f"model.architecture: {e.args[0]}") from None
+        except ValueError as e:
+            raise ValueError(f"model.architecture: {e}") from None
+        if isinstance(self.cuts, str):
+            return self
+        vectors = self.cuts if isinstance(self.cuts, dict) else {None: self.cuts}
+        for client, values in sorted(vectors.items(), key=lambda kv: kv[0] or 0):
+            try:
+                CutVector.from_tuple(values).validate(arch)
+            except ValueError as e:
+                who = f"client {client}'s vector {values}" if client is not None else f"{values}"
+                raise ValueError(f"cuts: {who}: {e}; e.g. [2, 4, 1, 5]") from None
         return self
 
     @model_validator(mode="after")
@@ -245,47 +388,163 @@ class Config(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _one_line(err: ValidationError) -> str:
-    e = err.errors()[0]
-    where = ".".join(str(p) for p in e["loc"]) or "config"
+def _show(v: Any) -> str:
+    """A value as the user wrote it in YAML (null, true, 'text', [1, 2])."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    return repr(v)
+
+
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+_KINDS = {"int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+          "float_parsing": "a number", "float_type": "a number", "finite_number": "a finite number",
+          "string_type": "text (quote it)", "bool_parsing": "true or false", "bool_type": "true or false",
+          "list_type": "a list", "tuple_type": "a list", "dict_type": "a mapping {key: value}"}
+
+
+def _section_keys(loc: tuple) -> str:
+    section: Any = Config
+    for part in loc:
+        section = section.model_fields[part].annotation if isinstance(part, str) and part in getattr(
+            section, "model_fields", {}) else None
+    return ", ".join(getattr(section, "model_fields", {})) or "see README, Config reference"
+
+
+def _error(e: dict) -> tuple[str, str]:
+    """(dotted field, message) of one pydantic error, in the project's words."""
+    loc, kind, value, ctx = tuple(e["loc"]), e["type"], e.get("input"), e.get("ctx") or {}
     msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] == "extra_forbidden":
-        section: Any = Config
-        for part in e["loc"][:-1]:
-            section = section.model_fields[part].annotation if isinstance(part, str) else section
-        known = ", ".join(getattr(section, "model_fields", {})) or "see README, Config reference"
-        msg = f"unknown key; known keys here: {known}"
+    if kind == "extra_forbidden":
+        msg = f"unknown key; known keys here: {_section_keys(loc[:-1])}"
+    elif kind in _BOUNDS:
+        op, key = _BOUNDS[kind]
+        msg = f"must be {op} {ctx[key]}, got {_show(value)}"
+    elif kind in _KINDS:
+        msg = f"must be {_KINDS[kind]}, got {_show(value)}"
+    elif kind == "literal_error":
+        msg = f"must be {ctx['expected']}, got {_show(value)}"
+    elif kind in ("model_type", "model_attributes_type"):
+        msg = f"must be a mapping of its keys ({_section_keys(loc)}), got {_show(value)}"
+    elif kind == "missing" and loc and isinstance(loc[-1], int):
+        loc, msg = loc[:-1], f"has too few values, got {_show(value)}"
+    elif kind == "too_long":
+        msg = f"has too many values ({ctx.get('max_length')} at most), got {_show(value)}"
+    where = ".".join(str(p) for p in loc)
+    if not where:  # a cross-field rule: its message starts with the field to blame
+        head, sep, rest = msg.partition(": ")
+        if sep and head.replace(".", "").replace("_", "").isalnum():
+            where, msg = head, rest
+    return where or "config", msg
+
+
+def _one_line(err: ValidationError, src: Path, options: dict[str, str]) -> str:
+    """One line: the option or the file and field to blame, the problem, and how many more there are."""
+    where, msg = _error(err.errors()[0])
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{where}: {msg}{more}"
+    for field, option in options.items():
+        if where == field or where.startswith(field + "."):
+            return f"{option}: {msg}{more}"
+    return f"{src}: {where}: {msg}{more}"
 
 
 def _set(d: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     for p in parents:
-        d = d.setdefault(p, {})
+        if d.get(p) is None:
+            d[p] = {}
+        d = d[p]
+        if not isinstance(d, dict):
+            return  # the file's section is not a mapping: validation says so
     d[leaf] = value
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """``not valid YAML at line L, column C: <problem>`` (one line)."""
+    mark = getattr(e, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    what = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+    return f"not valid YAML{at}: {what}"
+
+
+class _Duplicate(Exception):
+    pass
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping reports it
+        if first != key_node.start_mark.line + 1:
+            raise _Duplicate(f"line {key_node.start_mark.line + 1}: key {_show(key)} is given twice (first on "
+                             f"line {first}); the second would silently replace the first: merge them into one")
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_yaml(src: Path) -> Any:
+    """The YAML document in ``src``; ``ConfigError`` (one line, with the line number) if it is
+    missing, unreadable, not UTF-8 text, not valid YAML or gives a key twice."""
+    try:
+        data = src.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {src} not found; pass an existing --config or omit it for the quickstart") from None
+    except OSError as e:
+        raise ConfigError(f"config file {src}: {e.strerror or e}; pass a readable YAML file as --config") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        raise ConfigError(f"{src}: not a UTF-8 text file (it holds NUL bytes: binary, or UTF-16/32); save it as "
+                          "UTF-8 YAML")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{src}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save it as UTF-8 "
+                          "YAML") from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except _Duplicate as e:
+        raise ConfigError(f"{src}: {e}") from None
+    except yaml.YAMLError as e:
+        tabs = "; indent with spaces, not tabs" if "\t" in text else ""
+        raise ConfigError(f"{src}: {_yaml_problem(e)}{tabs}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+                options: dict[str, str] | None = None) -> Config:
     """Read ``path`` (the quickstart if None), apply dotted ``overrides`` and validate.
+
+    ``options`` maps dotted fields to the command-line options that set them (``{"training.rounds":
+    "--rounds"}``): a bad value there is blamed on the option, not on the file.
 
     Raises
     ------
-    ConfigError : one line naming the file, the field and the problem.
+    ConfigError : one line naming the file and field (or the option) and the problem.
     """
     src = Path(path) if path is not None else QUICKSTART
-    try:
-        raw = yaml.safe_load(src.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"config file {src} not found; pass an existing --config or omit it for the quickstart") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{src}: not valid YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(src)
+    if raw is None:
+        raw = {}  # an empty file: every default
     if not isinstance(raw, dict):
-        raise ConfigError(f"{src}: the top level must be a mapping of sections (data:, model:, training: ...)")
+        raise ConfigError(f"{src}: the top level must be a mapping of sections (data:, model:, training: ...), "
+                          f"got {type(raw).__name__}")
+    for key, field in Config.model_fields.items():
+        if raw.get(key, 0) is None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            del raw[key]  # a section with every line commented out: its defaults
     for key, value in (overrides or {}).items():
         if value is not None:
             _set(raw, key, value)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{src}: {_one_line(e)}") from None
+        raise ConfigError(_one_line(e, src, {k: v for k, v in (options or {}).items()
+                                             if (overrides or {}).get(k) is not None})) from None

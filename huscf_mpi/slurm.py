@@ -248,6 +248,57 @@ def seed_table(configs: Sequence[str | Path], names: Sequence[str], seeds: Seque
             'SEED="${SEEDS[i % ${#SEEDS[@]}]}"\n')
 
 
+_SCRIPT_SETS = {"config_path": "--config", "output": "--output", "seed": "--seed"}
+
+
+def check_train_args(configs: Sequence[str | Path], train_args: Sequence[str], array: bool) -> None:
+    """Parse ``train_args`` with ``huscf-mpi train``'s own parser and validate every config with them.
+
+    Refuses what train would refuse (unknown options, bad values, a value out of range for the
+    config) and the options the script sets itself: ``--config`` and ``--output`` always,
+    ``--seed`` in an array job (``array``), where each task sets its own.
+
+    Raises
+    ------
+    ValueError
+        One line starting with ``-- <option>``.
+    """
+    import click
+    from click.core import ParameterSource
+
+    from .cli import train, train_overrides, usage_line
+    from .config import ConfigError, load_config
+
+    args = [str(a) for a in train_args]
+    if not args:
+        return
+    for arg in args:
+        if arg in ("-h", "--help"):
+            raise ValueError(f"-- {arg}: a batch script cannot show help; run huscf-mpi train --help instead")
+    try:
+        ctx = train.make_context("huscf-mpi train", list(args))
+    except click.UsageError as e:
+        raise ValueError(f"-- {usage_line(e)}") from None
+    for param, option in _SCRIPT_SETS.items():
+        if ctx.get_parameter_source(param) != ParameterSource.COMMANDLINE:
+            continue
+        given = next((a for a in args if a == option or a.startswith(option + "=")), option)
+        if array:
+            raise ValueError(f"-- {given}: each array task sets its own --config, --seed and --output "
+                             "(from --config and --array or --seeds); drop it")
+        if param == "config_path":
+            raise ValueError(f"-- {given}: the script sets --config itself; give the config as slurm --config")
+        if param == "output":
+            raise ValueError(f"-- {given}: the script sets --output itself (results/<job name>-<job id>.h5); "
+                             "name the files with --job-name")
+    overrides, options = train_overrides(ctx.params, prefix="-- ")
+    for config in configs:
+        try:
+            load_config(config, overrides, options)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+
 def clients_in(config_path: str | Path) -> dict[str, int]:
     """Clients per domain of a config file (validates the config).
 
@@ -350,6 +401,8 @@ def render_sbatch(config_path: str | Path | Sequence[str | Path], ntasks: int | 
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f"launcher {launcher!r}: choose {' or '.join(LAUNCHERS)}")
+    configs = [config_path] if isinstance(config_path, (str, Path)) else list(config_path)
+    check_train_args(configs, train_args, array=array is not None or seeds is not None)
     if server_cpus is not None:
         if not server_node:
             raise ValueError(f"server-cpus {server_cpus!r}: only with --server-node (rank 0 on its own node)")
@@ -441,10 +494,6 @@ def _render_table(configs: list, seeds: str | None, ntasks: int | None, time: st
                          f"submit one job per config and seed with -- --seed N")
     if not configs:
         raise ValueError("no config given")
-    for arg in train_args:
-        if arg.split("=")[0] in ("--seed", "--config", "--output"):
-            raise ValueError(f"-- {arg}: each array task sets its own --config, --seed and --output "
-                             f"(from --config and --seeds)")
     seed_list = parse_seeds(seeds)
     ranks, notes = {}, []  # config -> (ranks, clients); each config's clients per domain
     for config in configs:

@@ -200,6 +200,7 @@ def test_committed_scripts_rerender_identically(name, tmp_path, monkeypatch):
     argv = shlex.split(header.removeprefix("# Rendered by: "))
     assert argv[:2] == ["huscf-mpi", "slurm"]
     shutil.copytree(REPO / "jobs" / "configs", tmp_path / "jobs" / "configs")
+    shutil.copytree(REPO / "jobs" / "devices", tmp_path / "jobs" / "devices")  # configs name them; checked at load
     monkeypatch.chdir(tmp_path)  # the header's paths are relative to the project directory
     res = CliRunner().invoke(main, argv[1:])
     assert res.exit_code == 0, res.output

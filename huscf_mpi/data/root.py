@@ -10,7 +10,7 @@ ENV_VAR = "HUSCF_DATA_ROOT"
 DEFAULT = Path("data")
 
 
-def resolve_data_root(option: str | Path | None = None) -> Path:
+def resolve_data_root(option: str | Path | None = None, source: str = "--data-root") -> Path:
     """Return the data root folder, laid out like the shared data (``mnist/``, ``kmnist/``, ...).
 
     Parameters
@@ -19,6 +19,8 @@ def resolve_data_root(option: str | Path | None = None) -> Path:
         The ``--data-root`` value. When None (or empty), the environment variable
         ``HUSCF_DATA_ROOT`` is used, and when that is unset or empty, ``./data`` relative to the
         current directory.
+    source : str, default "--data-root"
+        Where ``option`` came from, for the error message (e.g. ``"data.root in the config"``).
 
     Returns
     -------
@@ -31,7 +33,7 @@ def resolve_data_root(option: str | Path | None = None) -> Path:
         If the chosen path is not a directory; the message says which source it came from.
     """
     if option is not None and str(option) != "":
-        path, source = Path(option), "--data-root"
+        path = Path(option)
     elif os.environ.get(ENV_VAR):
         path, source = Path(os.environ[ENV_VAR]), f"environment variable {ENV_VAR}"
     else:

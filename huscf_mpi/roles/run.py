@@ -45,7 +45,8 @@ def _train(config, transport, data_root, overwrite):
     rank = transport.rank
     method = load_strategy(config.strategy)
     info, assignment, summary, plan, hosts = build_run_info(config, transport, data_root, method.uses_cuts,
-                                                            method.devices_per_client(config), method.needs_profiles)
+                                                            method.devices_per_client(config), method.needs_profiles,
+                                                            overwrite=overwrite)
     # The waiting ranks of a node wake at most ~1,000 times per second per core in all, however
     # many ranks share the node (100 ranks on 2 cores: a 50 ms cap, at most 1/32 of a wait late).
     transport.poll_sleep_max *= max(1.0, hosts.count(hosts[rank]) / available_cores())

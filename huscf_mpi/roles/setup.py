@@ -11,6 +11,7 @@ rank 0 acts only as the server and holds no images or labels.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,28 @@ def device_groups(n_clients: int, devices_per_client: int) -> dict[int, tuple[in
             for c in range(1, n_clients + 1)}
 
 
+def output_problem(path: Path, overwrite: bool) -> str | None:
+    """Why the result file cannot be written at ``path`` (one line), or None. Checked on rank 0
+    (the only writer) in set-up's first phase, so a bad path stops the run before the data
+    cache, profiling, the GA or any training."""
+    path = Path(path)
+    if path.is_dir():
+        return (f"output {path} is a directory; give a file path such as {path / 'run.h5'} (--output, or output: "
+                "in the config)")
+    if path.exists() and not overwrite:
+        return f"output {path} already exists; pass --overwrite to replace it or set --output"
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"output {path}: {folder} is a file, not a folder; choose another --output"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"output {path}: cannot create files in {folder} (permission denied); choose another --output"
+    return None
+
+
 def build_run_info(config: Config, transport: MPITransport, data_root: str | None, uses_cuts: bool = True,
-                   devices_per_client: int = 1, needs_profiles: bool = False
+                   devices_per_client: int = 1, needs_profiles: bool = False, overwrite: bool | None = None
                    ) -> tuple[RunInfo, ClientAssignment | None, list[dict], CutPlan, list[str]]:
     """Collective set-up. Returns the shared :class:`RunInfo`, this client's assignment
     (``None`` on rank 0), (rank 0 only) the partition summary rows, the cut
@@ -71,6 +92,8 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     cache holds every domain of the run (``data/cache.py``); rank 0 draws the partition from
     the cached labels, broadcasts the small per-client table (domain, size, excluded labels)
     and scatters each client only its own shard indices, as one ``Scatterv`` of int64.
+    With ``overwrite`` given (True or False), rank 0 also checks the output path first
+    (:func:`output_problem`).
     """
     rank, size = transport.rank, transport.size
     n, k = config.data.n_clients, devices_per_client
@@ -85,6 +108,10 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     cache = Path(config.data.cache).expanduser()
     error, payload, root, fixed = None, None, None, None
     try:
+        if rank == 0 and overwrite is not None:
+            problem = output_problem(config.output_path, overwrite)
+            if problem:
+                raise SetupError(problem)
         arch = domain_architecture(config.model.architecture, config.data.domains)
         if uses_cuts and config.cuts != "ga":
             fixed = fixed_cuts(config, arch)
@@ -93,7 +120,8 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
                 load_devices(Path(config.cut_selection.devices))
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise SetupError(f"cut_selection.devices: {e}; give a YAML like jobs/devices/paper.yaml") from None
-        root = resolve_data_root(data_root if data_root is not None else config.data.root)
+        root = (resolve_data_root(data_root) if data_root is not None
+                else resolve_data_root(config.data.root, source="data.root in the config"))
         if hosts.index(hosts[rank]) == rank:  # node leader
             for domain in config.data.domains:
                 ensure_decoded(domain, root, cache)

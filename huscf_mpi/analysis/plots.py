@@ -287,7 +287,7 @@ def _samples(groups: list[Group], path: Path) -> bool:
     if not cells:
         return False
     n_groups = min(len(groups), MAX_PANELS)
-    fig, axes = plt.subplots(n_groups, len(domains), figsize=(2.8 * len(domains), 3.3 * n_groups), squeeze=False)
+    fig, axes = plt.subplots(n_groups, len(domains), figsize=(max(2.8 * len(domains), 4.6), 3.3 * n_groups), squeeze=False)
     for gi in range(n_groups):
         for di, d in enumerate(domains):
             ax = axes[gi][di]

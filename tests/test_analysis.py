@@ -15,7 +15,9 @@ import yaml
 from click.testing import CliRunner
 
 from huscf_mpi.analysis import exposure_summary, make_table
+from huscf_mpi.analysis.grouping import group_runs
 from huscf_mpi.analysis.plots import FIGURES
+from huscf_mpi.analysis.runs import load_runs
 from huscf_mpi.cli import main
 from huscf_mpi.results import ResultWriter, summary
 from huscf_mpi.slurm import render_sbatch
@@ -547,3 +549,21 @@ def test_cli_slurm_server_node(tmp_path):
     assert res.exit_code == 2 and res.output.startswith("huscf-mpi: error: server-cpus 32: only with --server-node")
     res = CliRunner().invoke(main, ["slurm", "--config", cfg])  # without the flag: the plain job, as before
     assert res.exit_code == 0 and "hetjob" not in res.output and 'mpiexec -n "$SLURM_NTASKS"' in res.output
+
+
+def test_missing_config_fields_group_with_their_default(tmp_path):
+    from huscf_mpi.analysis.runs import with_defaults
+
+    defaults = {"a": 1, "evaluation": {"every": 1, "inception_weights": None}, "cuts": "ga"}
+    old = {"a": 2, "evaluation": {"every": 3}, "cuts": [2, 4, 1, 5]}  # written before inception_weights
+    assert with_defaults(old, defaults) == {"a": 2, "evaluation": {"every": 3, "inception_weights": None},
+                                            "cuts": [2, 4, 1, 5]}
+    assert old == {"a": 2, "evaluation": {"every": 3}, "cuts": [2, 4, 1, 5]}  # not modified
+    # Two seeds of one configuration, one file lacking a field that the other records as default.
+    a = write_run(tmp_path / "a.h5", "fixed", 0)
+    b = write_run(tmp_path / "b.h5", "fixed", 1)
+    with h5py.File(a, "r+") as f:
+        cfg = yaml.safe_load(f["provenance"].attrs["config_yaml"])
+        cfg.setdefault("evaluation", {})["inception_weights"] = None
+        f["provenance"].attrs["config_yaml"] = yaml.safe_dump(cfg)
+    assert len(group_runs(load_runs([a, b]))) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -168,6 +169,29 @@ def _exposure(rf: ResultFile) -> str | None:
         raise ValueError(f"{rf.path}: unreadable /{schema.EXPOSURE} table ({e})") from None
 
 
+@lru_cache(maxsize=1)
+def _defaults() -> dict:
+    from ..config import Config
+
+    return Config().model_dump(mode="json")
+
+
+def with_defaults(config: dict, defaults: dict) -> dict:
+    """``config`` with every field it lacks filled from ``defaults``, recursively.
+
+    A file written before a config field existed ran with that field's default behaviour (new
+    fields default to the old behaviour), so it must group with newer files that record the
+    default, not form a row of its own.
+    """
+    out = dict(config)
+    for key, default in defaults.items():
+        if key not in out:
+            out[key] = default
+        elif isinstance(default, dict) and isinstance(out[key], dict):
+            out[key] = with_defaults(out[key], default)
+    return out
+
+
 def load_run(path: str | Path, allow_incomplete: bool = False) -> Run:
     """Read one result file into a :class:`Run`.
 
@@ -193,7 +217,7 @@ def load_run(path: str | Path, allow_incomplete: bool = False) -> Run:
         if not config:
             raise ValueError(f"{rf.path}: no config recorded (provenance/config_yaml); cannot group it with other runs")
         prov = rf.provenance
-        key_config = {k: v for k, v in config.items() if k not in IGNORED_KEYS}
+        key_config = {k: v for k, v in with_defaults(config, _defaults()).items() if k not in IGNORED_KEYS}
         key_config["strategy"] = str(prov.get("strategy") or DEFAULT_STRATEGY)
         seed = prov.get("seed", config.get("seed"))
         domains, values = _run_values(rf)

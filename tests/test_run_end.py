@@ -204,7 +204,7 @@ def test_an_exception_on_a_client_fails_the_run_naming_the_rank(tmp_path):
     assert not out.exists()
     rf = ResultFile(out, allow_incomplete=True)
     assert rf.error == "rank 2: RuntimeError('injected failure on client 2')"
-    assert rf.stop["stop_phase"] == "training" and rf.stop["rounds_done"] <= 1 and "stop_signal" not in rf.stop
+    assert rf.stop["stop_phase"] == "training" and rf.stop["rounds_done"] in (1, 2) and "stop_signal" not in rf.stop
     _no_rank_left(out)
     _incomplete_everywhere(rf.path, "failed", tmp_path)
 

@@ -35,7 +35,7 @@ from mpi4py import MPI
 from .. import process, stopping
 from ..comm import MPITransport
 from ..config import Config
-from ..errors import UsageError
+from ..errors import SetupError, UsageError
 from ..registry import TITLES, load_strategy
 from .client import run_client
 from .setup import agree, build_run_info
@@ -46,6 +46,7 @@ log = logging.getLogger("huscf_mpi")
 # How long a crashed client waits for rank 0 to end the job before aborting it itself [s].
 CRASH_GRACE_S = 60.0
 EXIT_FAILED = 1
+EXIT_USAGE = 2  # the CLI's exit status for bad input (cli.EXIT_USAGE)
 ABORT_DELAY_S = 0.5  # between rank 0's last log line and MPI_Abort
 
 
@@ -65,9 +66,9 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
            iterations: int | None = None) -> Ending:
     """The one place that decides how a run ended, from what rank 0 caught (None: it returned).
 
-    An :class:`~huscf_mpi.stopping.Interrupted` is "interrupted", a client's
-    :class:`~huscf_mpi.stopping.PeerCrashed` or any other exception "failed", nothing
-    "complete". Checkpointing (issue 11, points 3-5) would hook in here: save, then end as
+    An :class:`~huscf_mpi.stopping.Interrupted` is "interrupted"; a collective
+    :class:`SetupError` (e.g. the memory preflight, once the file exists), a client's
+    :class:`~huscf_mpi.stopping.PeerCrashed` or any other exception "failed"; nothing "complete". Checkpointing (issue 11, points 3-5) would hook in here: save, then end as
     "interrupted".
     """
     from ..results import schema
@@ -79,6 +80,8 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
     if isinstance(exc, stopping.Interrupted):
         return Ending(schema.STATUS_INTERRUPTED, f"{exc} {progress.text(rounds, iterations)}",
                       dict(where, stop_signal=exc.signal_name), exc.exit_code)
+    if isinstance(exc, SetupError):  # every rank stops together; the CLI prints the line and exits 2
+        return Ending(schema.STATUS_FAILED, f"set-up: {exc}", where, EXIT_USAGE)
     if isinstance(exc, stopping.PeerCrashed):
         return Ending(schema.STATUS_FAILED, str(exc), where, EXIT_FAILED)
     return Ending(schema.STATUS_FAILED, f"rank 0: {exc!r}", where, EXIT_FAILED, traceback=True)
@@ -134,10 +137,15 @@ def train(config: Config, data_root: str | None = None, overwrite: bool = False,
     state = _State()
     try:
         _train(config, transport, data_root, overwrite, state)
+    except SetupError as e:  # raised on every rank together (agreed); the CLI prints one line
+        if transport.rank == 0 and state.writer is not None:  # e.g. the memory preflight, after the file was made
+            end = ending(e, state.progress)
+            state.writer.close(end.status, end.error, **end.stop)
+        raise
     except UsageError as e:
         if not state.set_up:
-            raise  # raised on every rank together (agreed at set-up); the CLI prints one line
-        _crashed(config, transport, state, e)
+            raise  # a set-up check of every rank; the CLI prints one line
+        _crashed(config, transport, state, e)  # bad input found by one rank only, mid-run: a crash
     except BaseException as e:  # noqa: BLE001 - any crash must take the whole job down
         _crashed(config, transport, state, e)
     return _finish(config, transport, state, None) if transport.rank == 0 else None

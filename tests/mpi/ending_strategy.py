@@ -4,7 +4,7 @@ Usage: mpiexec -n 3 python tests/mpi/ending_strategy.py CONFIG.yaml OUT.h5 DATA_
 
 MODE:
 - ``complete``: runs as is;
-- ``client-crash``: client 2 raises in its first iteration of round 2;
+- ``client-crash``: client 2 raises in its first iteration of round 3 (round 1 is written by then);
 - ``server-crash``: rank 0 raises in its first iteration of round 2;
 - ``slow``: rank 0 sleeps 0.2 s per iteration, so a signal or a change on disk lands mid-run.
 
@@ -32,7 +32,7 @@ MODE = sys.argv[4] if len(sys.argv) > 4 else "complete"
 
 class Client(ToyClient):
     def train_iteration(self, x, y):
-        if MODE == "client-crash" and self.client == 2 and self.count == self.info.iterations_per_round:
+        if MODE == "client-crash" and self.client == 2 and self.count == 2 * self.info.iterations_per_round:
             raise RuntimeError("injected failure on client 2")
         return super().train_iteration(x, y)
 

@@ -179,7 +179,15 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     Writes one HDF5 result file (rank 0): provenance, partition, cut vectors, per-round
     losses, generation scores, clusters, KLD weights, timings, bytes, the message ledger,
     sample grids and the final synthetic-data classification metrics.
+
+    \b
+    Stopping: SIGINT (Ctrl-C), SIGTERM or SIGUSR1 to mpiexec stops the run at rank 0's next
+    wait; the file stays at <output>.partial with status "interrupted", and mpiexec exits
+    128 + the signal number (130, 143, 138). A crash leaves it "failed" (exit 1).
     """
+    from . import stopping
+
+    stopping.install()  # Ctrl-C / SIGTERM during the imports: recorded, no traceback (see roles/run.py)
     process.openmp_env()
     process.single_node_ucx()
     if process.oversubscribed_client():

@@ -16,7 +16,8 @@ are the harness's and are not paced).
 
 Waiting polls ``Testall`` with a short, growing sleep instead of spinning in ``Waitall``:
 with more ranks than cores (normal on a laptop) a rank that busy-waits steals the core a
-computing rank needs. ``poll_sleep_max=0`` gives plain blocking waits for dedicated cores.
+computing rank needs. ``poll_sleep_max=0`` gives plain blocking waits for dedicated cores
+(a spinning ``Testall`` loop where ``on_poll`` is set: rank 0 must see stop signals while it waits).
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ class MPITransport:
     ledger : every message sent and received, by kind, peer, shape and dtype.
     wait_seconds : wall seconds spent waiting for messages (communication + idle), cumulative.
     pacer : paces protocol-plane messages to an emulated link (``NoPacer``: real speed).
+    on_poll : called before every test of a wait (None: nothing); may raise to end the wait.
+        Rank 0 raises :class:`~huscf_mpi.stopping.Interrupted` or ``PeerCrashed`` from it.
     """
 
     comm: MPI.Comm = field(default_factory=lambda: MPI.COMM_WORLD)
@@ -58,6 +61,7 @@ class MPITransport:
     ledger: Ledger = field(default_factory=Ledger)
     wait_seconds: float = 0.0
     pacer: object = field(default_factory=NoPacer)
+    on_poll: object = None
 
     def __post_init__(self):
         self.rank = self.comm.Get_rank()
@@ -186,14 +190,20 @@ class MPITransport:
         if not requests:
             return
         t0 = time.perf_counter()
-        if self.poll_sleep_max <= 0:
+        if self.poll_sleep_max <= 0 and self.on_poll is None:
             MPI.Request.Waitall(requests)
         else:
             # The sleep grows with the time already waited: a short wait is answered within
             # microseconds, a long one (a client waiting for the server's body pass) wakes its
             # core at most every poll_sleep_max and overshoots by at most ~1/32 of the wait.
-            while not MPI.Request.Testall(requests):
-                time.sleep(min(self.poll_sleep_max, max(2e-5, (time.perf_counter() - t0) / 32)))
+            # With on_poll (rank 0: a stop signal, a crashed client) a busy wait spins here.
+            while True:
+                if self.on_poll is not None:
+                    self.on_poll()
+                if MPI.Request.Testall(requests):
+                    break
+                if self.poll_sleep_max > 0:
+                    time.sleep(min(self.poll_sleep_max, max(2e-5, (time.perf_counter() - t0) / 32)))
         self.wait_seconds += time.perf_counter() - t0
 
     # -- collectives used at set-up and shutdown only ---------------------------------------

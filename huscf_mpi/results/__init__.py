@@ -4,11 +4,11 @@
 reads, ``summary`` renders a text overview. Layout: :mod:`huscf_mpi.results.schema` and
 ``docs/results.md``.
 """
-from .schema import SCHEMA_VERSION, STATUS_COMPLETE, STATUS_FAILED, STATUS_RUNNING
-from .writer import ResultWriter
+from .schema import SCHEMA_VERSION, STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED, STATUS_RUNNING
+from .writer import ResultNotPlaced, ResultWriter
 
-__all__ = ["ResultWriter", "ResultFile", "summary", "SCHEMA_VERSION",
-           "STATUS_RUNNING", "STATUS_COMPLETE", "STATUS_FAILED"]
+__all__ = ["ResultWriter", "ResultNotPlaced", "ResultFile", "summary", "SCHEMA_VERSION",
+           "STATUS_RUNNING", "STATUS_COMPLETE", "STATUS_FAILED", "STATUS_INTERRUPTED"]
 
 
 def __getattr__(name: str):

@@ -63,8 +63,9 @@ class ResultFile:
         The result file. If it does not exist but ``<path>.partial`` does, that is opened
         when ``allow_incomplete`` (and named in the error otherwise).
     allow_incomplete : bool, default False
-        Accept a file whose status is "running" or "failed". A file still being written
-        can be read after the writer's ``flush()``; it may be momentarily inconsistent.
+        Accept a file whose status is not "complete" ("running", "failed", "interrupted"),
+        wherever it is: only the status is trusted, not the file's name. A file still being
+        written can be read after the writer's ``flush()``; it may be momentarily inconsistent.
 
     Attributes
     ----------
@@ -72,9 +73,12 @@ class ResultFile:
         The file actually opened.
     schema_version : int
     status : str
-        "running", "complete" or "failed".
+        "running", "complete", "failed" or "interrupted".
     error : str
-        One-line error of a failed run, else "".
+        One line: what failed, or which signal stopped the run and where; "" if complete.
+    stop : dict
+        Where a failed or interrupted run stopped (``schema.STOP_ATTRS`` present: stop_phase,
+        rounds_done, iterations_done, stop_signal); {} otherwise.
     created, finished : str
         ISO-8601 UTC; ``finished`` is "" while running.
     provenance : dict
@@ -96,8 +100,8 @@ class ResultFile:
     def __init__(self, path: str | Path, allow_incomplete: bool = False):
         path = Path(path)
         partial = schema.partial_path(path)
-        if not path.exists():
-            if not partial.exists():
+        if not path.is_file():  # missing, or a folder in the way of a run's final rename
+            if not partial.is_file():
                 raise FileNotFoundError(f"no result file at {path}")
             if not allow_incomplete:
                 raise ValueError(f"{path} does not exist, only the incomplete {partial}; pass allow_incomplete=True to read it")
@@ -128,6 +132,11 @@ class ResultFile:
     @property
     def complete(self) -> bool:
         return self.status == schema.STATUS_COMPLETE
+
+    @property
+    def stop(self) -> dict:
+        attrs = self._file.attrs
+        return {k: _plain(attrs[k]) for k in schema.STOP_ATTRS if k in attrs}
 
     @property
     def provenance(self) -> dict:

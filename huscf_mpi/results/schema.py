@@ -1,14 +1,22 @@
 """Layout of a huscf-mpi result file (HDF5, schema version 1).
 
 One file per run, written by rank 0 only. While the run is in progress the file is
-``<path>.partial``; it is renamed to ``<path>`` only when the run completes, so a file at the
-final path always has ``status == "complete"``. ``docs/results.md`` is the user reference.
+``<path>.partial``. The status moves ``running -> complete | failed | interrupted`` once, in
+``roles.run.ending`` through ``ResultWriter.close``, and ``complete`` is written only after the
+file has been renamed to ``<path>``: a file says "complete" only if it is complete and in
+place, and readers (``show``, ``tables``, ``plot``) trust nothing but the status (not the
+name). A failed or interrupted run stays at ``<path>.partial``; a run killed outright (SIGKILL,
+a node lost) leaves it at "running". ``docs/results.md`` is the user reference.
 
 ::
 
-    /                 attrs: schema_version (int), status ("running" | "complete" | "failed"),
-                             error (str, "" unless failed), created, finished (ISO-8601 UTC,
-                             finished is "" while running)
+    /                 attrs: schema_version (int), status ("running" | "complete" | "failed" |
+                             "interrupted"), error (str: what failed, or which signal stopped the
+                             run; "" when complete), created, finished (ISO-8601 UTC, "" while
+                             running); when failed or interrupted also stop_phase ("set-up",
+                             "training", "final evaluation", "finishing"), rounds_done (int,
+                             rounds written), iterations_done (int, of the round after them),
+                             and when interrupted stop_signal ("SIGINT" | "SIGTERM" | "SIGUSR1")
     /provenance       attrs: config_yaml (resolved config, YAML text), seed, command, git_commit,
                              git_dirty, versions (JSON object text), mpi_library, n_ranks,
                              hosts (JSON list text), slurm_job_id ("" if none), started, ended
@@ -57,12 +65,17 @@ SCHEMA_VERSION = 1
 STATUS_RUNNING = "running"
 STATUS_COMPLETE = "complete"
 STATUS_FAILED = "failed"
-STATUSES = (STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED)
+STATUS_INTERRUPTED = "interrupted"  # stopped by a signal (Ctrl-C, scancel, a wall-time limit)
+STATUSES = (STATUS_RUNNING, STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED)
+# How a run can end (ResultWriter.close); any of them but complete leaves the file at <path>.partial.
+END_STATUSES = (STATUS_COMPLETE, STATUS_FAILED, STATUS_INTERRUPTED)
 
 PARTIAL_SUFFIX = ".partial"
 
 # Root attributes owned by the writer's lifecycle; set_attrs must not touch them.
 ROOT_ATTRS = ("schema_version", "status", "error", "created", "finished")
+# Root attributes of a run that did not complete: where it stopped (set by ResultWriter.close).
+STOP_ATTRS = ("stop_phase", "rounds_done", "iterations_done", "stop_signal")
 
 # Attr (on any group/dataset) listing which of its attrs hold JSON text.
 JSON_ATTRS = "json_attrs"

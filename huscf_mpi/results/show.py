@@ -80,8 +80,9 @@ def _ledger_lines(ledger: pd.DataFrame) -> list[str]:
 def summary(path: str | Path, max_rounds: int = 20) -> str:
     """A multi-line, human-readable summary of the result file at ``path``.
 
-    Works on incomplete runs too (``<path>.partial``, status "running" or "failed"),
-    which are flagged INCOMPLETE on the first line. Missing sections are skipped. With an
+    Works on incomplete runs too (``<path>.partial``, status "running", "failed" or
+    "interrupted"), which are flagged INCOMPLETE with the error or signal on the status line,
+    and where they stopped on the next but one. Missing sections are skipped. With an
     ``/exposure`` table, a "who saw what" section lists, per payload class, the messages and
     bytes that left their owner on the protocol and evaluation planes (and says "none left its
     owner" for the private and training classes that did not).
@@ -99,9 +100,17 @@ def summary(path: str | Path, max_rounds: int = 20) -> str:
         if rf.complete:
             lines.append(f"status: complete   schema: {rf.schema_version}")
         else:
-            err = f" -- error: {rf.error}" if rf.error else ""
+            label = "" if rf.status == schema.STATUS_INTERRUPTED else "error: "
+            err = f" -- {label}{rf.error}" if rf.error else ""
             lines.append(f"status: INCOMPLETE ({rf.status}){err}   schema: {rf.schema_version}")
         lines.append(f"created: {rf.created}   finished: {rf.finished or '-'}")
+        stop = rf.stop
+        if stop:
+            signal = f", by {stop['stop_signal']}" if stop.get("stop_signal") else ""
+            lines.append(f"stopped: during {stop.get('stop_phase', '?')}{signal}, {stop.get('rounds_done', '?')} round(s) "
+                         f"written, {stop.get('iterations_done', '?')} iteration(s) of the next done")
+        elif rf.status == schema.STATUS_RUNNING:
+            lines.append("stopped: - (still running, or killed before it could say: SIGKILL, a lost node)")
         if "command" in prov:
             lines.append(f"command: {prov['command']}")
         hosts = prov.get("hosts") or []

@@ -1,8 +1,9 @@
 """Write a run's result file (rank 0 only); layout in :mod:`huscf_mpi.results.schema`.
 
 The file is written at ``<path>.partial`` and renamed to ``<path>`` only by
-``close(status="complete")``, so a crashed or failed run can never be mistaken for a
-finished one: it stays ``.partial`` with root ``status`` "running" (killed) or "failed".
+``close(status="complete")``, which writes "complete" after the rename, so a crashed, failed
+or interrupted run can never be mistaken for a finished one: it stays ``.partial`` with root
+``status`` "running" (killed outright), "failed" or "interrupted".
 """
 from __future__ import annotations
 
@@ -60,6 +61,28 @@ def _json_default(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+class ResultNotPlaced(OSError):
+    """A complete run's file could not be put at its final path; it is at ``where``, marked "failed"."""
+
+    def __init__(self, message: str, where: Path):
+        super().__init__(message)
+        self.where = Path(where)
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder) to stable storage; best effort (some file systems refuse)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _set_attrs(obj: h5py.HLObject, attrs: dict) -> None:
@@ -131,7 +154,8 @@ class ResultWriter:
     partial_path : Path
         ``<path>.partial``, where the file lives while open (and after a failure).
     status : str
-        "running" until closed, then the status passed to :meth:`close`.
+        "running" until closed, then the status passed to :meth:`close` ("failed" if a
+        complete run's file could not be put in place).
 
     Raises
     ------
@@ -221,7 +245,7 @@ class ResultWriter:
         f = self._open()
         key = group.strip("/")
         if not key:
-            reserved = sorted(set(attrs) & set(schema.ROOT_ATTRS))
+            reserved = sorted(set(attrs) & set(schema.ROOT_ATTRS + schema.STOP_ATTRS))
             if reserved:
                 raise ValueError(f"root attributes {reserved} are managed by the writer")
         obj = f[key] if key and key in f and isinstance(f[key], h5py.Dataset) else self._group(key)
@@ -338,34 +362,88 @@ class ResultWriter:
         """Push buffered data to disk, so a crash loses at most what came after."""
         self._open().flush()
 
-    def close(self, status: str = schema.STATUS_COMPLETE, error: str = "") -> Path:
-        """Finish the file: set ``status``, ``error``, ``finished``; close it.
+    def close(self, status: str = schema.STATUS_COMPLETE, error: str = "", **stop) -> Path:
+        """Finish the file with ``status`` ("complete", "failed" or "interrupted"); close it.
 
-        Only ``status == "complete"`` renames ``<path>.partial`` to ``<path>``; with
-        "failed" the file stays at ``<path>.partial``. Closing twice is a no-op.
+        "failed" and "interrupted" set ``status``, ``error`` (one line: what failed, or which
+        signal stopped the run), ``finished`` and the ``stop`` attributes (``schema.STOP_ATTRS``:
+        ``stop_phase``, ``rounds_done``, ``iterations_done``, ``stop_signal``) and leave the file
+        at ``<path>.partial``.
+
+        "complete" puts the file in place first and says so after: ``finished`` is set, the
+        file is closed and fsynced still saying "running", renamed to ``<path>`` (replacing an
+        older file there), reopened, marked "complete" and fsynced with its folder. A crash at
+        any point therefore leaves a file that claims less than what happened, never more (the
+        other order, "complete" written before the rename, leaves a ``.partial`` saying
+        "complete" when the rename fails or the process dies before it). If the rename fails
+        (the path became a folder, the folder became read-only...) the ``.partial`` is marked
+        "failed" with the reason and :class:`ResultNotPlaced` is raised; if marking the
+        renamed file fails, it is moved back to ``.partial`` and marked "failed" where
+        possible (else it stays at ``<path>`` saying "running") and the same error is raised.
+
+        Closing twice is a no-op.
 
         Returns
         -------
         Path
             Where the file now is.
+
+        Raises
+        ------
+        ResultNotPlaced
+            A complete run whose file could not be put in place; ``status`` is then "failed".
         """
         if self._file is None:
             return self.path if self.status == schema.STATUS_COMPLETE else self.partial_path
-        if status not in (schema.STATUS_COMPLETE, schema.STATUS_FAILED):
-            raise ValueError(f"close status must be 'complete' or 'failed', got {status!r}")
-        if error and status != schema.STATUS_FAILED:
-            raise ValueError("an error message is only allowed with status 'failed'")
+        if status not in schema.END_STATUSES:
+            raise ValueError(f"close status must be one of {schema.END_STATUSES}, got {status!r}")
+        if (error or stop) and status == schema.STATUS_COMPLETE:
+            raise ValueError("an error message or stop attributes are only allowed when the run did not complete")
+        unknown = sorted(set(stop) - set(schema.STOP_ATTRS))
+        if unknown:
+            raise ValueError(f"unknown stop attributes {unknown}; expected some of {schema.STOP_ATTRS}")
         root = self._file.attrs
-        root["status"] = status
-        root["error"] = one_line(error)
         root["finished"] = utc_now()
+        if status != schema.STATUS_COMPLETE:
+            root["status"] = status
+            root["error"] = one_line(error)
+            _set_attrs(self._file, stop)
+            self._file.close()
+            self._file = None
+            self.status = status
+            _fsync(self.partial_path)
+            return self.partial_path
         self._file.close()
         self._file = None
-        self.status = status
-        if status == schema.STATUS_COMPLETE:
+        _fsync(self.partial_path)
+        try:
             os.replace(self.partial_path, self.path)
-            return self.path
-        return self.partial_path
+        except OSError as e:
+            reason = f"the finished run's file could not be moved to {self.path}: {e.strerror or e}"
+            self._mark(self.partial_path, schema.STATUS_FAILED, reason)
+            raise ResultNotPlaced(reason, self.partial_path) from e
+        try:
+            self._mark(self.path, schema.STATUS_COMPLETE)
+            _fsync(self.path.parent)
+        except OSError as e:
+            reason = f"the finished run's file could not be marked complete at {self.path}: {e.strerror or e}"
+            where = self.path
+            try:
+                os.replace(self.path, self.partial_path)
+                where = self.partial_path
+                self._mark(where, schema.STATUS_FAILED, reason)
+            except OSError:
+                pass  # left at <path> saying "running": readers treat it as incomplete
+            raise ResultNotPlaced(reason, where) from e
+        return self.path
+
+    def _mark(self, path: Path, status: str, error: str = "") -> None:
+        """Set the root status (and error) of the closed file at ``path``; fsync it."""
+        with h5py.File(path, "r+", locking="best-effort") as f:
+            f.attrs["status"] = status
+            f.attrs["error"] = one_line(error)
+        self.status = status
+        _fsync(path)
 
     def __enter__(self) -> "ResultWriter":
         return self
@@ -373,7 +451,7 @@ class ResultWriter:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None:
             self.close(schema.STATUS_COMPLETE)
-        else:
+        elif not self.closed:
             self.close(schema.STATUS_FAILED, error=one_line(repr(exc)))
         return False  # never swallow the exception
 

@@ -11,6 +11,7 @@ from ..comm import MPITransport, exposure_table, ledger_table
 from ..comm.kinds import AUDIO_CLIPS, EVAL_SCALARS, ITERATION_SECONDS, ROUND_STATS, SAMPLE_GRID
 from ..data import audio, get_domain
 from ..results import ResultWriter
+from ..stopping import Progress
 from ..strategies import RunInfo, ServerStrategy, Strategy
 from .reports import (SCALARS, audio_clip_count, evaluation_due, grid_shape, max_rss_bytes, n_chunks,
                       private_dirty_bytes, round_stats_fields)
@@ -29,12 +30,16 @@ def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, t
 
 
 def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
-               writer: ResultWriter, launched: float | None = None) -> dict[str, dict[str, float]]:
+               writer: ResultWriter, launched: float | None = None,
+               progress: Progress | None = None) -> dict[str, dict[str, float]]:
     """Run every round; returns the final metrics per domain. The caller closes ``writer``.
 
     ``launched``: when the first rank was created (seconds since the epoch, ±1 s); the time
     from it to the first iteration is recorded as ``/run`` attribute ``startup_seconds``.
+    ``progress`` is kept up to date (phase, rounds written, iterations of the next), for the
+    result file of a run that stops early.
     """
+    progress = progress if progress is not None else Progress()
     cfg = info.config
     clients, domains = info.clients, list(info.evaluators)
     reporting = info.client_ranks  # the clients, then any helper ranks (per-rank figures)
@@ -82,6 +87,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     bar = tqdm(total=rounds * iters, desc="training", unit="it", dynamic_ncols=True,
                mininterval=1.0, smoothing=0.05)
     transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
+    progress.phase = "training"
     for r in range(1, rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
         seconds = np.empty(iters)
@@ -89,6 +95,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
             t_it = time.perf_counter()
             strategy.train_iteration(last_of_round=i == iters - 1)
             seconds[i] = time.perf_counter() - t_it
+            progress.iterations_done = i + 1
             bar.update()
         train_seconds = time.perf_counter() - t0
         record = strategy.round_end(r)
@@ -140,6 +147,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         for name, value in record.arrays.items():
             writer.append(f"rounds/{name}", value)
         writer.flush()
+        progress.rounds_done, progress.iterations_done = r, 0
         score_text = ", ".join(f"{d} {s:.2f}" for d, s in zip(domains, scores) if np.isfinite(s))
         bar.set_postfix_str(f"round {r}/{rounds} D {own['loss_d'].mean():.3f} G {own['loss_g'].mean():.3f}"
                             + (f" GS {score_text}" if score_text else ""))
@@ -147,6 +155,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
                  own["loss_g"].mean(), record.log, f", generation score {score_text}" if score_text else "",
                  wall, eval_seconds)
     bar.close()
+    progress.phase = "final evaluation"
 
     log.info("final evaluation: %d synthetic samples per domain", cfg.evaluation.synthetic_samples)
     got = _serve_generation(strategy, info, cfg.evaluation.synthetic_samples, transport)

@@ -6,7 +6,8 @@ step ``τ`` into the model of step ``t`` with weight ``α_t = α · s(t − τ)`
 
 - constant:   ``s(t − τ) = 1``;
 - polynomial: ``s_a(t − τ) = (t − τ + 1)^(−a)``, ``a > 0``;
-- hinge:      ``s_{a,b}(t − τ) = 1`` if ``t − τ ≤ b``, else ``1 / (a·(t − τ − b) + 1)``, ``a > 0, b ≥ 0``.
+- hinge:      ``s_{a,b}(t − τ) = 1`` if ``t − τ ≤ b``, else ``1 / (a·(t − τ − b) + 1)``,
+  ``a > 0, b ≥ 0``.
 
 Every function is 1 at staleness 0 and non-increasing in the staleness. (The formulas were
 checked against the FedAsync implementation of the Plato framework, which defines the same
@@ -108,7 +109,8 @@ def hinge(staleness, a: float, b: float) -> np.ndarray:
     -------
     ndarray, float64, the shape of ``staleness``; in (0, 1].
 
-    Raises ``TypeError`` for non-integer staleness, ``ValueError`` for a negative staleness or a bad ``a``/``b``.
+    Raises ``TypeError`` for non-integer staleness, ``ValueError`` for a negative staleness or a
+    bad ``a``/``b``.
     """
     s, a, b = _staleness(staleness).astype(np.float64), _check_a(a), _check_b(b)
     return np.where(s <= b, 1.0, 1.0 / (a * np.maximum(s - b, 0.0) + 1.0))

@@ -18,10 +18,27 @@ Waiting polls ``Testall`` with a short, growing sleep instead of spinning in ``W
 with more ranks than cores (normal on a laptop) a rank that busy-waits steals the core a
 computing rank needs. ``poll_sleep_max=0`` gives plain blocking waits for dedicated cores
 (a spinning ``Testall`` loop where ``on_poll`` is set: rank 0 must see stop signals while it waits).
+
+Arrival order (the foundation of the asynchronous modes, issue 10): :meth:`recv_any` keeps a
+receive posted for every peer it is asked about and returns whichever message arrives first,
+recording the order of arrivals in :attr:`MPITransport.arrivals` so that a later run can
+:meth:`~MPITransport.replay` it. Waits take an optional ``timeout`` and then raise
+:class:`DeadlineExceeded` instead of waiting forever; :meth:`~MPITransport.cancel` and
+:meth:`~MPITransport.close` withdraw receives that will not be answered (MPI requires every
+posted receive to be matched or cancelled before ``MPI_Finalize``).
+
+Left as it is, on purpose: a second :meth:`~MPITransport.isend` of a kind to a peer still
+waits until the first has gone. Below MPICH's eager threshold an ``Isend`` completes at once;
+above it, the first completes when the receiver has a receive posted, which ``recv_any``
+keeps posted except while the caller consumes the buffer. A second in-flight send (double
+send buffers) would not land any earlier, since the receiver holds one buffer per
+``(peer, kind)``; it would need double receive buffers as well, and it would change when the
+lock-step protocol's sends return, so it waits for a measured need.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +48,26 @@ from mpi4py import MPI
 from ..cuts.emulation import NoPacer
 from .kinds import Kind
 from .ledger import Ledger
+
+
+class DeadlineExceeded(TimeoutError):
+    """A wait passed its deadline: no message of ``kind`` from the peers in ``missing``.
+
+    Attributes
+    ----------
+    rank : the waiting rank.
+    kind : the awaited :class:`~huscf_mpi.comm.kinds.Kind`.
+    missing : the peers (sorted) whose message had not arrived.
+    timeout : the timeout in seconds.
+
+    The receives of the missing peers stay posted: a later wait can still pick their messages
+    up, or :meth:`MPITransport.cancel` withdraws them.
+    """
+
+    def __init__(self, rank: int, kind: Kind, missing, timeout: float):
+        self.rank, self.kind, self.missing, self.timeout = rank, kind, sorted(missing), timeout
+        super().__init__(f"rank {rank}: no {kind.name} message from peer(s) {self.missing} "
+                         f"within {timeout:g} s")
 
 
 @dataclass
@@ -54,6 +91,9 @@ class MPITransport:
     pacer : paces protocol-plane messages to an emulated link (``NoPacer``: real speed).
     on_poll : called before every test of a wait (None: nothing); may raise to end the wait.
         Rank 0 raises :class:`~huscf_mpi.stopping.Interrupted` or ``PeerCrashed`` from it.
+    arrivals : ``(kind tag, peer)`` of every message :meth:`recv_any` returned, in the order
+        returned (only :meth:`recv_any` records; the lock-step :meth:`recv_many` has a fixed
+        order). :meth:`take_arrivals` hands them over and starts a new list.
     """
 
     comm: MPI.Comm = field(default_factory=lambda: MPI.COMM_WORLD)
@@ -69,6 +109,9 @@ class MPITransport:
         self._send: dict[tuple[int, Kind], _Slot] = {}
         self._recv: dict[tuple[int, Kind], _Slot] = {}
         self._in_flight: dict[int, _Slot] = {}  # id → send slot posted and not yet seen complete
+        self.arrivals: list[tuple[int, int]] = []
+        self._next_first: dict[int, int] = {}   # kind tag → peer recv_any polls first next time
+        self._replay: dict[int, deque] | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def declare(self, peer: int, kind: Kind, shape: tuple[int, ...], dtype=np.float32,
@@ -139,26 +182,157 @@ class MPITransport:
         if slot.request is None:
             slot.request = self.comm.Irecv(slot.buffer, source=peer, tag=int(kind))
 
-    def recv_many(self, peers, kind: Kind) -> dict[int, np.ndarray]:
+    def recv_many(self, peers, kind: Kind, timeout: float | None = None) -> dict[int, np.ndarray]:
         """Wait for one message of ``kind`` from each peer; returns peer → buffer.
 
         The returned arrays are the transport's buffers: consume them before the next
         message of the same kind from the same peer is received.
+
+        With ``timeout`` (seconds), raises :class:`DeadlineExceeded` naming the peers still
+        missing once it has passed; the receives stay posted (a later call completes them,
+        :meth:`cancel` withdraws them) and nothing is recorded. ``None`` waits for ever.
         """
         peers = list(peers)
         for p in peers:
             self.post(p, kind)
         slots = [self._recv[(p, kind)] for p in peers]
-        self._wait([s.request for s in slots])
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        if not self._wait([s.request for s in slots], deadline):
+            missing = [p for p, s in zip(peers, slots) if not s.request.Get_status()]
+            if missing:
+                raise DeadlineExceeded(self.rank, kind, missing, timeout)
+            MPI.Request.Waitall([s.request for s in slots])  # all came in since the last test: free them
         out = {}
         for p, s in zip(peers, slots):
-            s.request = None
-            self.ledger.record("received", kind, p, s.buffer)
-            if kind.plane == "protocol":
-                self.pacer.transfer(s.buffer.nbytes)  # the emulated downlink, after the real receive
-            out[p] = s.buffer
+            out[p] = self._take(p, kind, s)
         self._sweep()
         return out
+
+    def _take(self, peer: int, kind: Kind, slot: _Slot) -> np.ndarray:
+        """Mark the completed receive of ``slot`` consumed: ledger, emulated downlink; its buffer."""
+        slot.request = None
+        self.ledger.record("received", kind, peer, slot.buffer)
+        if kind.plane == "protocol":
+            self.pacer.transfer(slot.buffer.nbytes)  # the emulated downlink, after the real receive
+        return slot.buffer
+
+    def recv_any(self, peers, kind: Kind, timeout: float | None = None) -> tuple[int, np.ndarray]:
+        """Wait for the first message of ``kind`` from any of ``peers``; returns ``(peer, buffer)``.
+
+        A receive is posted for every peer in ``peers`` that has none (the one returned by the
+        previous call is re-posted here, once its buffer has been consumed); the others stay
+        posted, and a message that completed meanwhile is returned by a later call. Waiting
+        polls ``Testany`` with the sleeps of the other waits (``Waitany`` when
+        ``poll_sleep_max <= 0`` and no timeout). When several messages are already in, the
+        poll starts after the peer returned last for this kind, so no peer is starved.
+
+        The message is counted in the ledger and paced like :meth:`recv_many`'s, and
+        ``(kind tag, peer)`` is appended to :attr:`arrivals`. Under :meth:`replay`, the call
+        waits for the peer recorded next for this kind instead of the first to arrive.
+
+        The buffer is the transport's: consume it before the next call of ``recv_any`` or
+        :meth:`recv_many` for this kind (which re-posts the receive into it).
+
+        Raises :class:`DeadlineExceeded` (every peer missing) once ``timeout`` seconds pass
+        without a message, ``ValueError`` if ``peers`` is empty, and ``RuntimeError`` if a
+        replayed peer is not among ``peers``.
+        """
+        peers = list(peers)
+        if not peers:
+            raise ValueError(f"rank {self.rank}: recv_any({kind.name}) over no peers")
+        for p in peers:
+            self.post(p, kind)
+        wanted = peers
+        queue = self._replay.get(int(kind)) if self._replay is not None else None
+        if queue:
+            wanted = [queue[0]]
+            if wanted[0] not in peers:
+                raise RuntimeError(f"rank {self.rank}: replay expects {kind.name} from {wanted[0]}, "
+                                   f"which is not among the peers {peers}")
+        first = self._next_first.get(int(kind))
+        start = wanted.index(first) if first in wanted else 0
+        order = wanted[start:] + wanted[:start]
+        slots = [self._recv[(p, kind)] for p in order]
+        requests = [s.request for s in slots]
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        t0 = time.perf_counter()
+        try:
+            if self.poll_sleep_max <= 0 and deadline is None and self.on_poll is None:
+                index = MPI.Request.Waitany(requests)
+            else:
+                while True:
+                    if self.on_poll is not None:
+                        self.on_poll()
+                    index, done = MPI.Request.Testany(requests)
+                    if done:
+                        break
+                    now = time.perf_counter()
+                    if deadline is not None and now >= deadline:
+                        raise DeadlineExceeded(self.rank, kind, wanted, timeout)
+                    if self.poll_sleep_max > 0:
+                        time.sleep(min(self.poll_sleep_max, max(2e-5, (now - t0) / 32)))
+        finally:
+            self.wait_seconds += time.perf_counter() - t0
+        peer = order[index]
+        if queue:
+            queue.popleft()
+        self._next_first[int(kind)] = order[(index + 1) % len(order)]
+        buffer = self._take(peer, kind, slots[index])
+        self.arrivals.append((int(kind), peer))
+        self._sweep()
+        return peer, buffer
+
+    def take_arrivals(self) -> list[tuple[int, int]]:
+        """The ``(kind tag, peer)`` arrivals recorded since the previous call, in order; starts a new list."""
+        out, self.arrivals = self.arrivals, []
+        return out
+
+    def replay(self, arrivals) -> None:
+        """Make :meth:`recv_any` return peers in the order of ``arrivals`` (``(kind tag, peer)`` pairs).
+
+        Each call for a kind waits for the next peer recorded for that kind, so a run fed the
+        arrivals of an earlier run sees its messages in the same order. Once a kind's record
+        is used up, ``recv_any`` returns live arrivals again. ``replay([])`` ends replaying.
+        """
+        queues: dict[int, deque] = {}
+        for tag, peer in arrivals:
+            queues.setdefault(int(tag), deque()).append(int(peer))
+        self._replay = queues or None
+
+    def cancel(self, peer: int, kind: Kind) -> np.ndarray | None:
+        """Withdraw the posted receive of ``kind`` from ``peer`` (``MPI_Cancel``).
+
+        Returns ``None`` if no receive was posted or it was cancelled. If the message had
+        already arrived, the cancel fails by MPI's rules: the message is then consumed like a
+        received one (ledger, pacing) and its buffer returned, so nothing is lost silently.
+        """
+        slot = self._recv.get((peer, kind))
+        if slot is None or slot.request is None:
+            return None
+        slot.request.Cancel()
+        status = MPI.Status()
+        slot.request.Wait(status)  # a cancel completes locally, at once
+        if status.Is_cancelled():
+            slot.request = None
+            return None
+        return self._take(peer, kind, slot)
+
+    def close(self) -> dict[tuple[int, Kind], np.ndarray]:
+        """Cancel every posted receive, then wait for every posted send (:meth:`flush`).
+
+        Call before ``MPI_Finalize`` when receives may still be posted (after a
+        :class:`DeadlineExceeded`, or with pre-posted receives). Returns the messages that had
+        arrived but were never consumed, by ``(peer, kind)``. A send to a peer that never
+        receives it still blocks :meth:`flush` (not cancelled: MPI deprecates cancelling sends).
+        """
+        left = {}
+        for (peer, kind), slot in list(self._recv.items()):
+            if slot.request is not None:
+                buf = self.cancel(peer, kind)
+                if buf is not None:
+                    left[(peer, kind)] = buf
+        self.flush()
+        return left
 
     def recv(self, peer: int, kind: Kind) -> np.ndarray:
         return self.recv_many([peer], kind)[peer]
@@ -186,11 +360,17 @@ class MPITransport:
                 self._release(pending[i])
         self._in_flight = {id(s): s for s in pending if s.request is not None}
 
-    def _wait(self, requests: list) -> None:
+    def _wait(self, requests: list, deadline: float | None = None) -> bool:
+        """Wait for all ``requests``; with ``deadline`` (a ``perf_counter`` time) give up then.
+
+        Returns True when all completed, False when the deadline passed first (the requests
+        are then left as they were).
+        """
         if not requests:
-            return
+            return True
         t0 = time.perf_counter()
-        if self.poll_sleep_max <= 0 and self.on_poll is None:
+        done = True
+        if self.poll_sleep_max <= 0 and self.on_poll is None and deadline is None:
             MPI.Request.Waitall(requests)
         else:
             # The sleep grows with the time already waited: a short wait is answered within
@@ -202,9 +382,14 @@ class MPITransport:
                     self.on_poll()
                 if MPI.Request.Testall(requests):
                     break
+                now = time.perf_counter()
+                if deadline is not None and now >= deadline:
+                    done = False
+                    break
                 if self.poll_sleep_max > 0:
-                    time.sleep(min(self.poll_sleep_max, max(2e-5, (time.perf_counter() - t0) / 32)))
+                    time.sleep(min(self.poll_sleep_max, max(2e-5, (now - t0) / 32)))
         self.wait_seconds += time.perf_counter() - t0
+        return done
 
     # -- collectives used at set-up and shutdown only ---------------------------------------
     # Each first meets the other ranks at a polled Ibarrier: a rank that arrives early (while

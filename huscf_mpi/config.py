@@ -113,6 +113,11 @@ class TrainingConfig(_Section):
     fake_labels: Literal["real", "uniform"] = Field(
         "real", description="labels that condition the fakes: 'real' = the real batch's labels (the authors' code, "
                             "SPEC §1), 'uniform' = sampled uniformly over the classes")
+    client_timeout_s: Float | None = Field(
+        3600.0, gt=0, description="rank 0 ends the run as failed when an expected training or report message "
+        "(not an evaluation's) is this many seconds late: a frozen or dead client. An hour is longer than any "
+        "such wait at paper scale (FedGAN's server waits a whole round; ~30 min emulated on the paper's devices); "
+        "null = wait for ever")
 
     @field_validator("betas")
     @classmethod

@@ -6,6 +6,7 @@ break the output path of), except Ctrl-C, which goes through the real ``huscf-mp
 After each, the result file must say what happened and nothing more, and ``show``, ``tables``
 and ``plot`` must treat anything but "complete" as incomplete.
 """
+import os
 import re
 import signal
 import subprocess
@@ -280,3 +281,38 @@ def test_a_signal_to_mpiexec_interrupts_the_run(tmp_path, sig, cli):
     assert rf.stop["stop_signal"] == sig.name and rf.stop["stop_phase"] == "training"
     assert rf.stop["rounds_done"] >= 1 and len(rf.rounds()) == rf.stop["rounds_done"]
     _incomplete_everywhere(rf.path, "interrupted", tmp_path)
+
+
+@pytest.mark.mpi
+@needs_data
+def test_a_frozen_client_ends_a_sync_run_within_client_timeout(tmp_path):
+    """SIGSTOP on client 2 mid-training (issue 10, point 3 for the synchronous mode): rank 0's next
+    wait for its message passes ``training.client_timeout_s`` and the run ends as failed, no hang."""
+    out = tmp_path / "run.h5"
+    cfg = {**SLOW, "training": {**SLOW["training"], "rounds": 40, "client_timeout_s": 3.0}}
+    proc, err = _launch(tmp_path, cfg, out, "slow")
+    _wait_for(proc, err, "INFO round 1/")
+    running = _processes_of(out)
+    frozen = int(Path(f"{out}.pid.2").read_text())
+    t0 = time.monotonic()
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        code = _finish(proc, timeout=90)
+        seconds = time.monotonic() - t0
+    finally:
+        if _alive(frozen):
+            os.kill(frozen, signal.SIGKILL)
+    assert code == 1, _log(err)[-3000:]
+    assert seconds < 3.0 + 60, seconds
+    log = _log(err)
+    assert "Traceback" not in log, log[-3000:]
+    rf = ResultFile(out, allow_incomplete=True)
+    assert rf.status == "failed"
+    # Which wait notices depends on where client 2 stopped: a training message or its round report.
+    assert re.search(r"no (toy_up|round_stats|iteration_seconds) message from peer\(s\) \[2\] within 3 s "
+                     r"\(training.client_timeout_s\)", rf.error), rf.error
+    assert rf.stop["stop_phase"] == "training" and rf.stop["rounds_done"] >= 1
+    t1 = time.monotonic()
+    while any(_alive(p) for p in running if p != frozen):
+        assert time.monotonic() - t1 < 30, f"processes left: {[p for p in running if _alive(p)]}"
+        time.sleep(0.1)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,6 +92,9 @@ class MPITransport:
     pacer : paces protocol-plane messages to an emulated link (``NoPacer``: real speed).
     on_poll : called before every test of a wait (None: nothing); may raise to end the wait.
         Rank 0 raises :class:`~huscf_mpi.stopping.Interrupted` or ``PeerCrashed`` from it.
+    wait_timeout : seconds :meth:`recv_many`, :meth:`recv` and :meth:`recv_any` wait when given no
+        ``timeout`` before raising :class:`DeadlineExceeded` (None: for ever). Rank 0 sets it to
+        ``training.client_timeout_s`` for training and lifts it with :meth:`untimed` for evaluations.
     arrivals : ``(kind tag, peer)`` of every message :meth:`recv_any` returned, in the order
         returned (only :meth:`recv_any` records; the lock-step :meth:`recv_many` has a fixed
         order). :meth:`take_arrivals` hands them over and starts a new list.
@@ -102,6 +106,7 @@ class MPITransport:
     wait_seconds: float = 0.0
     pacer: object = field(default_factory=NoPacer)
     on_poll: object = None
+    wait_timeout: float | None = None
 
     def __post_init__(self):
         self.rank = self.comm.Get_rank()
@@ -190,12 +195,13 @@ class MPITransport:
 
         With ``timeout`` (seconds), raises :class:`DeadlineExceeded` naming the peers still
         missing once it has passed; the receives stay posted (a later call completes them,
-        :meth:`cancel` withdraws them) and nothing is recorded. ``None`` waits for ever.
+        :meth:`cancel` withdraws them) and nothing is recorded. ``None``: :attr:`wait_timeout`.
         """
         peers = list(peers)
         for p in peers:
             self.post(p, kind)
         slots = [self._recv[(p, kind)] for p in peers]
+        timeout = self.wait_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.perf_counter() + timeout
         if not self._wait([s.request for s in slots], deadline):
             missing = [p for p, s in zip(peers, slots) if not s.request.Get_status()]
@@ -254,6 +260,7 @@ class MPITransport:
         order = wanted[start:] + wanted[:start]
         slots = [self._recv[(p, kind)] for p in order]
         requests = [s.request for s in slots]
+        timeout = self.wait_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.perf_counter() + timeout
         t0 = time.perf_counter()
         try:
@@ -281,6 +288,16 @@ class MPITransport:
         self.arrivals.append((int(kind), peer))
         self._sweep()
         return peer, buffer
+
+    @contextmanager
+    def untimed(self):
+        """Lift :attr:`wait_timeout` inside the block: for phases whose length has no bound
+        known in advance (an evaluating client training a classifier on synthetic data)."""
+        saved, self.wait_timeout = self.wait_timeout, None
+        try:
+            yield
+        finally:
+            self.wait_timeout = saved
 
     def take_arrivals(self) -> list[tuple[int, int]]:
         """The ``(kind tag, peer)`` arrivals recorded since the previous call, in order; starts a new list."""

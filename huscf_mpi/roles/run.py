@@ -33,7 +33,7 @@ import torch
 from mpi4py import MPI
 
 from .. import process, stopping
-from ..comm import MPITransport
+from ..comm import DeadlineExceeded, MPITransport
 from ..config import Config
 from ..errors import SetupError, UsageError
 from ..registry import TITLES, load_strategy
@@ -68,7 +68,9 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
 
     An :class:`~huscf_mpi.stopping.Interrupted` is "interrupted"; a collective
     :class:`SetupError` (e.g. the memory preflight, once the file exists), a client's
-    :class:`~huscf_mpi.stopping.PeerCrashed` or any other exception "failed"; nothing "complete". Checkpointing (issue 11, points 3-5) would hook in here: save, then end as
+    :class:`~huscf_mpi.stopping.PeerCrashed`, a :class:`~huscf_mpi.comm.DeadlineExceeded` (a
+    client silent for ``training.client_timeout_s``) or any other exception "failed"; nothing
+    "complete". Checkpointing (issue 11, points 3-5) would hook in here: save, then end as
     "interrupted".
     """
     from ..results import schema
@@ -84,6 +86,9 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
         return Ending(schema.STATUS_FAILED, f"set-up: {exc}", where, EXIT_USAGE)
     if isinstance(exc, stopping.PeerCrashed):
         return Ending(schema.STATUS_FAILED, str(exc), where, EXIT_FAILED)
+    if isinstance(exc, DeadlineExceeded):  # a frozen or dead client: its message never came
+        return Ending(schema.STATUS_FAILED, f"{exc} (training.client_timeout_s): a client froze or died",
+                      where, EXIT_FAILED)
     return Ending(schema.STATUS_FAILED, f"rank 0: {exc!r}", where, EXIT_FAILED, traceback=True)
 
 

@@ -23,10 +23,11 @@ log = logging.getLogger("huscf_mpi")
 def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, transport: MPITransport
                       ) -> dict[int, np.ndarray]:
     evaluators = sorted(info.evaluators.values())
-    strategy.begin_evaluation(evaluators)
-    for _ in range(n_chunks(n_samples, info.config.evaluation.batch_size)):
-        strategy.serve_generation(evaluators)
-    return {c: v.copy() for c, v in transport.recv_many(evaluators, EVAL_SCALARS).items()}
+    with transport.untimed():  # an evaluating client may train a classifier for minutes
+        strategy.begin_evaluation(evaluators)
+        for _ in range(n_chunks(n_samples, info.config.evaluation.batch_size)):
+            strategy.serve_generation(evaluators)
+        return {c: v.copy() for c, v in transport.recv_many(evaluators, EVAL_SCALARS).items()}
 
 
 def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
@@ -80,6 +81,9 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         writer.write_table(f"strategy/{name}", table)
 
     rounds, iters = cfg.training.rounds, info.iterations_per_round
+    # From here every wait for a training or report message has a deadline: a frozen or dead
+    # client ends the run as failed (roles/run.py) instead of hanging it. Evaluations are untimed.
+    transport.wait_timeout = cfg.training.client_timeout_s
     if launched is not None:
         startup = time.time() - launched
         writer.set_attrs("run", startup_seconds=startup)
@@ -117,7 +121,8 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
             got = _serve_generation(strategy, info, cfg.evaluation.generation_samples, transport)
             scores = np.array([got[c][SCALARS.index("generation_score")] for c in evaluators])
             if cfg.evaluation.sample_grid:
-                grids = transport.recv_many(evaluators, SAMPLE_GRID)
+                with transport.untimed():
+                    grids = transport.recv_many(evaluators, SAMPLE_GRID)
                 for d, c in zip(domains, evaluators):
                     writer.append(f"samples/{d}", grids[c])
         eval_seconds = time.perf_counter() - t_eval
@@ -164,7 +169,8 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         final[d] = {k: float(v) for k, v in zip(SCALARS, got[c]) if np.isfinite(v)}
         writer.set_attrs(f"final/{d}", **final[d])
     if clips:
-        got = transport.recv_many(sorted(clips), AUDIO_CLIPS)
+        with transport.untimed():  # Griffin-Lim after the final metrics
+            got = transport.recv_many(sorted(clips), AUDIO_CLIPS)
         for d, c in zip(domains, evaluators):
             if c in clips:
                 k = get_domain(d).n_classes

@@ -55,10 +55,9 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
             transport.declare(c, ITERATION_SECONDS, (info.iterations_per_round,), np.float64, send=False)
         for c in evaluators:
             transport.declare(c, EVAL_SCALARS, (len(SCALARS),), np.float64, send=False)
-            shape = grid_shape(get_domain(info.domains[c]).n_classes, info.arch.image_shape,
-                               cfg.evaluation.grid_per_class)
-            transport.declare(c, SAMPLE_GRID, shape, np.uint8, send=False)
             spec = get_domain(info.domains[c])
+            shape = grid_shape(spec.n_classes, info.arch.image_shape, cfg.evaluation.grid_per_class)
+            transport.declare(c, SAMPLE_GRID, shape, np.uint8, send=False)
             n = audio_clip_count(spec.n_classes, cfg.evaluation.audio_per_class, cfg.evaluation.synthetic_samples)
             if spec.modality == "audio" and n:
                 clips[c] = n

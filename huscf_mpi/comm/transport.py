@@ -262,24 +262,20 @@ class MPITransport:
         requests = [s.request for s in slots]
         timeout = self.wait_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.perf_counter() + timeout
-        t0 = time.perf_counter()
-        try:
-            if self.poll_sleep_max <= 0 and deadline is None and self.on_poll is None:
-                index = MPI.Request.Waitany(requests)
-            else:
-                while True:
-                    if self.on_poll is not None:
-                        self.on_poll()
-                    index, done = MPI.Request.Testany(requests)
-                    if done:
-                        break
-                    now = time.perf_counter()
-                    if deadline is not None and now >= deadline:
-                        raise DeadlineExceeded(self.rank, kind, wanted, timeout)
-                    if self.poll_sleep_max > 0:
-                        time.sleep(min(self.poll_sleep_max, max(2e-5, (now - t0) / 32)))
-        finally:
+        if self.poll_sleep_max <= 0 and deadline is None and self.on_poll is None:
+            t0 = time.perf_counter()
+            index = MPI.Request.Waitany(requests)
             self.wait_seconds += time.perf_counter() - t0
+        else:
+            got = [MPI.UNDEFINED]  # Testany's index of the completed request
+
+            def test() -> bool:
+                got[0], done = MPI.Request.Testany(requests)
+                return done
+
+            if not self._poll(test, deadline):
+                raise DeadlineExceeded(self.rank, kind, wanted, timeout)
+            index = got[0]
         peer = order[index]
         if queue:
             queue.popleft()
@@ -385,28 +381,36 @@ class MPITransport:
         """
         if not requests:
             return True
-        t0 = time.perf_counter()
-        done = True
         if self.poll_sleep_max <= 0 and self.on_poll is None and deadline is None:
+            t0 = time.perf_counter()
             MPI.Request.Waitall(requests)
-        else:
-            # The sleep grows with the time already waited: a short wait is answered within
-            # microseconds, a long one (a client waiting for the server's body pass) wakes its
-            # core at most every poll_sleep_max and overshoots by at most ~1/32 of the wait.
-            # With on_poll (rank 0: a stop signal, a crashed client) a busy wait spins here.
+            self.wait_seconds += time.perf_counter() - t0
+            return True
+        return self._poll(lambda: MPI.Request.Testall(requests), deadline)
+
+    def _poll(self, test, deadline: float | None) -> bool:
+        """Call ``test()`` until it returns true (then True) or ``deadline`` passes (False).
+
+        ``on_poll`` runs before every try. The sleep between tries grows with the time already
+        waited: a short wait is answered within microseconds, a long one (a client waiting for
+        the server's body pass) wakes its core at most every ``poll_sleep_max`` and overshoots
+        by at most ~1/32 of the wait. With ``poll_sleep_max <= 0`` (and ``on_poll`` set: rank
+        0 must see stop signals while it waits) it spins.
+        """
+        t0 = time.perf_counter()
+        try:
             while True:
                 if self.on_poll is not None:
                     self.on_poll()
-                if MPI.Request.Testall(requests):
-                    break
+                if test():
+                    return True
                 now = time.perf_counter()
                 if deadline is not None and now >= deadline:
-                    done = False
-                    break
+                    return False
                 if self.poll_sleep_max > 0:
                     time.sleep(min(self.poll_sleep_max, max(2e-5, (now - t0) / 32)))
-        self.wait_seconds += time.perf_counter() - t0
-        return done
+        finally:
+            self.wait_seconds += time.perf_counter() - t0
 
     # -- collectives used at set-up and shutdown only ---------------------------------------
     # Each first meets the other ranks at a polled Ibarrier: a rank that arrives early (while

@@ -24,7 +24,6 @@ from ..config import Config
 from ..errors import SetupError
 from ..data import DataError, ensure_decoded, open_domain, partition, partition_summary, resolve_data_root, unheld_labels
 from ..data.datasets import epoch_iterations
-from ..cuts.devices import load_devices
 from ..models import domain_architecture
 from ..strategies import RunInfo
 from .cut_setup import CutPlan, fixed_cuts, plan_cuts, plan_profiles
@@ -115,11 +114,6 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         arch = domain_architecture(config.model.architecture, config.data.domains)
         if uses_cuts and config.cuts != "ga":
             fixed = fixed_cuts(config, arch)
-        elif config.cut_selection.devices:
-            try:
-                load_devices(Path(config.cut_selection.devices))
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise SetupError(f"cut_selection.devices: {e}; give a YAML like jobs/devices/paper.yaml") from None
         root = (resolve_data_root(data_root) if data_root is not None
                 else resolve_data_root(config.data.root, source="data.root in the config"))
         if hosts.index(hosts[rank]) == rank:  # node leader

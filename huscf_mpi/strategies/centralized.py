@@ -28,14 +28,14 @@ import torch
 from .. import seeding
 from ..comm import kind
 from ..data import ClientBatches
-from .base import ClientStrategy, RoundRecord, ServerStrategy, Strategy, fake_labels
-from .common import EvaluationGenerator, adam, gan_step, whole_networks
+from .base import RoundRecord, ServerStrategy, Strategy, fake_labels
+from .common import EvaluationGenerator, ServerGeneratorClient, adam, gan_step, whole_networks
 
 IMAGES = kind("central_images", 300, "protocol", "raw_images")
 LABELS = kind("central_labels", 301, "protocol", "real_labels")
 
 
-class CentralizedClient(ClientStrategy):
+class CentralizedClient(ServerGeneratorClient):
     def __init__(self, info, client, transport, shard=None):
         super().__init__(info, client, transport, shard)
         n = info.sizes[client]
@@ -54,12 +54,6 @@ class CentralizedClient(ClientStrategy):
 
     def round_end(self, round_index):
         return None
-
-    def begin_evaluation(self):
-        self.evaluation.receive()
-
-    def generate(self, z, labels):
-        return self.evaluation.generate(z, labels)
 
 
 class CentralizedServer(ServerStrategy):

@@ -16,6 +16,7 @@ from ..models import NETS
 from ..models.optim import Adam
 from ..models.params import dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
 from ..models.split import Segment, full_blocks
+from .base import ClientStrategy
 
 # Evaluation plane: a generator's parameters, from the rank that trains it to an evaluating
 # client that generates locally (MD-GAN and centralized keep G on the server).
@@ -123,6 +124,38 @@ class EvaluationGenerator:
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return generate_with(self.g, z, labels)
+
+
+def size_weights(info, clients) -> np.ndarray:
+    """FedAvg weights n_c / Σ n of ``clients`` (float64, in their order) from their shard sizes."""
+    n = np.array([info.sizes[c] for c in clients], np.float64)
+    return n / n.sum()
+
+
+def fedavg(arrays, weights) -> np.ndarray:
+    """Σ_c w_c · a_c as float32, accumulated in float64 in the given (client) order, so the sum is
+    reproducible; ``arrays`` are equal-shape float arrays, one per weight."""
+    acc = np.zeros(np.shape(arrays[0]), np.float64)
+    for w, a in zip(weights, arrays):
+        acc += w * a
+    return acc.astype(np.float32)
+
+
+class ServerGeneratorClient(ClientStrategy):
+    """Client side of a method whose generator lives on rank 0 (MD-GAN, FSL-GAN, centralized).
+
+    An evaluating client sets ``self.evaluation`` to an :class:`EvaluationGenerator` holding a
+    local copy of G; at each evaluation it receives rank 0's current weights into the copy and
+    generates with it. Other clients never evaluate and may leave it None.
+    """
+
+    evaluation: EvaluationGenerator | None = None
+
+    def begin_evaluation(self) -> None:
+        self.evaluation.receive()
+
+    def generate(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.evaluation.generate(z, labels)
 
 
 @torch.no_grad()

@@ -21,13 +21,12 @@ only).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .. import seeding
 from ..comm import kind
 from .base import ClientStrategy, RoundRecord, ServerStrategy, Strategy, fake_labels
-from .common import ParameterBuffer, adam, gan_step, generate_with, net_flops, whole_networks
+from .common import ParameterBuffer, adam, fedavg, gan_step, generate_with, net_flops, size_weights, whole_networks
 
 PARAMS_UP = kind("fedgan_params_up", 100, "protocol", "parameters")
 PARAMS_DOWN = kind("fedgan_params_down", 101, "protocol", "parameters")
@@ -64,8 +63,7 @@ class FedGANServer(ServerStrategy):
         super().__init__(info, transport)
         self.clients = list(info.clients)
         self.size = ParameterBuffer(info).size
-        n = np.array([info.sizes[c] for c in self.clients], np.float64)
-        self.weights = n / n.sum()
+        self.weights = size_weights(info, self.clients)
         for c in self.clients:
             transport.declare(c, PARAMS_UP, (self.size,), send=False)
             transport.declare(c, PARAMS_DOWN, (self.size,))
@@ -75,10 +73,7 @@ class FedGANServer(ServerStrategy):
 
     def round_end(self, round_index):
         got = self.t.recv_many(self.clients, PARAMS_UP)
-        acc = np.zeros(self.size, np.float64)
-        for w, c in zip(self.weights, self.clients):  # client order: a reproducible sum
-            acc += w * got[c]
-        avg = acc.astype(np.float32)  # integer BN counters are rounded when a client unpacks
+        avg = fedavg([got[c] for c in self.clients], self.weights)  # BN counters are rounded when a client unpacks
         for c in self.clients:
             self.t.isend(c, PARAMS_DOWN, avg)
         return RoundRecord({"weights": self.weights.copy()}, log="FedAvg of whole G and D")

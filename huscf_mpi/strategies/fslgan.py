@@ -82,8 +82,8 @@ from ..comm import kind
 from ..data.registry import get_domain
 from ..models.params import dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
 from ..models.split import Segment, full_blocks
-from .base import ClientStrategy, RoundRecord, ServerStrategy, Strategy
-from .common import EvaluationGenerator, adam
+from .base import RoundRecord, ServerStrategy, Strategy
+from .common import EvaluationGenerator, ServerGeneratorClient, adam, fedavg, size_weights
 
 FAKE = kind("fslgan_fake", 400, "protocol", "synthetic_images")
 FAKE_LABELS = kind("fslgan_fake_labels", 401, "protocol", "sampled_labels")
@@ -196,7 +196,7 @@ def _owner_of(info, rank: int) -> int:
     return next(c for c in info.clients if rank in info.group(c))
 
 
-class FSLGANClient(ClientStrategy):
+class FSLGANClient(ServerGeneratorClient):
     """A device of one client: the owner (``client`` in ``info.clients``) or a helper rank.
 
     Holds ``self.d``, a :class:`Segment` of the blocks of its parts (``None`` if it hosts none),
@@ -312,12 +312,6 @@ class FSLGANClient(ClientStrategy):
         load_state({"d": [self.d]}, unflatten(self.t.recv(0, PARAMS_DOWN), self.layout, self.dtypes))
         return None
 
-    def begin_evaluation(self):
-        self.evaluation.receive()
-
-    def generate(self, z, labels):
-        return self.evaluation.generate(z, labels)
-
 
 class FSLGANServer(ServerStrategy):
     """Rank 0: the conditional generator G and its Adam, and the per-part FedAvg."""
@@ -330,8 +324,7 @@ class FSLGANServer(ServerStrategy):
         self.clients = list(info.clients)
         self.noise = torch.Generator().manual_seed(seeding.int_seed(cfg.seed, "sampling", 0))
         self.classes = [get_domain(info.domains[c]).n_classes for c in self.clients]
-        n = np.array([info.sizes[c] for c in self.clients], np.float64)
-        self.weights = n / n.sum()
+        self.weights = size_weights(info, self.clients)
         self.place = placement(info)
         self.part_sizes = [layout_size(layout(arch, cfg.model.width, {"d": p})) for p in self.place.parts]
         B = cfg.training.batch_size
@@ -370,11 +363,8 @@ class FSLGANServer(ServerStrategy):
                 pieces[p].append(got[r][start:start + self.part_sizes[p]])
                 start += self.part_sizes[p]
         avg = np.empty(offsets[-1], np.float32)
-        for p, arrays in pieces.items():  # FedAvg per part, summed in client order (reproducible)
-            acc = np.zeros(self.part_sizes[p], np.float64)
-            for w, a in zip(self.weights, arrays):
-                acc += w * a
-            avg[offsets[p]:offsets[p + 1]] = acc
+        for p, arrays in pieces.items():  # FedAvg per part, in client order
+            avg[offsets[p]:offsets[p + 1]] = fedavg(arrays, self.weights)
         for _, r, parts in hosts:
             self.t.isend(r, PARAMS_DOWN, np.concatenate([avg[offsets[p]:offsets[p + 1]] for p in parts]))
         return RoundRecord({"weights": self.weights.copy()}, log="FedAvg of each discriminator part")

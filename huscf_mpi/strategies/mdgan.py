@@ -37,8 +37,8 @@ from .. import seeding
 from ..comm import kind
 from ..data.registry import get_domain
 from ..models.split import Segment, full_blocks
-from .base import ClientStrategy, RoundRecord, ServerStrategy, Strategy
-from .common import EvaluationGenerator, ParameterBuffer, adam, net_flops
+from .base import RoundRecord, ServerStrategy, Strategy
+from .common import EvaluationGenerator, ParameterBuffer, ServerGeneratorClient, adam, net_flops
 
 X_D = kind("mdgan_x_d", 200, "protocol", "synthetic_images")
 X_G = kind("mdgan_x_g", 201, "protocol", "synthetic_images")
@@ -75,7 +75,7 @@ def _shapes(info):
     return (B, *info.arch.image_shape), (B,)
 
 
-class MDGANClient(ClientStrategy):
+class MDGANClient(ServerGeneratorClient):
     def __init__(self, info, client, transport, shard=None):
         super().__init__(info, client, transport, shard)
         cfg = info.config
@@ -132,12 +132,6 @@ class MDGANClient(ClientStrategy):
         self.buffer.unpack(self.t.recv(src, D_SWAP), {"d": self.d})
         self.t.forget(dst, D_SWAP)
         self.t.forget(src, D_SWAP)
-
-    def begin_evaluation(self):
-        self.evaluation.receive()
-
-    def generate(self, z, labels):
-        return self.evaluation.generate(z, labels)
 
 
 class MDGANServer(ServerStrategy):

@@ -123,6 +123,8 @@ TRAIN_OVERRIDES = {
     "iterations_per_epoch": ("training.iterations_per_epoch", "--iterations-per-epoch"),
     "batch_size": ("training.batch_size", "--batch-size"), "width": ("model.width", "--width"),
     "max_samples_per_client": ("data.max_samples_per_client", "--max-samples-per-client"), "cuts": ("cuts", "--cuts"),
+    "mode": ("training.mode", "--mode"), "buffer": ("training.buffer", "--buffer"),
+    "deadline_ms": ("training.deadline_ms", "--deadline-ms"), "replay": ("training.replay", "--replay"),
 }
 
 
@@ -166,11 +168,20 @@ def main():
               help="the method: huscf (default), fedgan, mdgan or centralized (the config's `strategy`)")
 @click.option("--cuts", "cuts", type=CutsType(), default=None, metavar="MODE|G_HEAD,G_TAIL,D_HEAD,D_TAIL",
               help="cut vector for every client (e.g. 2,4,1,5) or a mode: ga (SPEC §5), uniform-min, uniform-max, random")
+@click.option("--mode", type=click.Choice(["sync", "buffered", "sequential"]), default=None,
+              help="how the server serves clients (training.mode): sync = lock-step (default); buffered = the first "
+              "--buffer clients ready; sequential = one at a time")
+@click.option("--buffer", type=int, default=None, metavar="K", help="buffered mode: clients per buffer (training.buffer)")
+@click.option("--deadline-ms", type=float, default=None, metavar="MS",
+              help="buffered mode: close a buffer MS after its first arrival (training.deadline_ms)")
+@click.option("--replay", default=None, metavar="FILE",
+              help="repeat a buffered or sequential run bit for bit from its result file (training.replay)")
 @click.option("--busy-wait", is_flag=True, help="block in MPI waits instead of polling with sleeps "
               "(faster with one core per rank, wasteful when ranks outnumber cores)")
 @click.option("-v", "--verbose", is_flag=True, help="info-level logs from every rank, not just rank 0")
 def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs, iterations_per_epoch,
-          batch_size, width, max_samples_per_client, name, strategy, cuts, busy_wait, verbose):
+          batch_size, width, max_samples_per_client, name, strategy, cuts, mode, buffer, deadline_ms, replay,
+          busy_wait, verbose):
     """Train HuSCF-GAN or a baseline. Launch with mpiexec: 1 server rank + one rank per client.
 
     Every method (--strategy huscf | fedgan | mdgan | centralized) uses the same ranks,
@@ -202,7 +213,8 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     overrides, options = train_overrides(dict(
         seed=seed, output=output, name=name, strategy=strategy, rounds=rounds, local_epochs=local_epochs,
         iterations_per_epoch=iterations_per_epoch, batch_size=batch_size, width=width,
-        max_samples_per_client=max_samples_per_client, cuts=cuts))
+        max_samples_per_client=max_samples_per_client, cuts=cuts, mode=mode, buffer=buffer,
+        deadline_ms=deadline_ms, replay=replay))
     try:
         cfg = load_config(config_path, overrides, options)
         from .roles import train as run_train  # torch loads only for a valid config

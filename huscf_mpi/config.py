@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UsageError
+from .federation.staleness import StalenessSpec
 
 QUICKSTART = Path(__file__).with_name("configs") / "quickstart.yaml"
 
@@ -118,6 +119,30 @@ class TrainingConfig(_Section):
         "(not an evaluation's) is this many seconds late: a frozen or dead client. An hour is longer than any "
         "such wait at paper scale (FedGAN's server waits a whole round; ~30 min emulated on the paper's devices); "
         "null = wait for ever")
+    mode: Literal["sync", "buffered", "sequential"] = Field(
+        "sync", description="sync = lock-step (SPEC §1, every client every iteration); buffered = the server serves "
+        "buffers of the first training.buffer clients ready (FedBuff/GAS-style); sequential = one client at a time "
+        "(SplitFed v2-style, buffer 1). A round is N x iterations_per_round client iterations either way "
+        "(huscf_mpi/strategies/asynchronous.py)")
+    buffer: Int | None = Field(
+        None, ge=1, description="buffered mode: clients per buffer K (1..N; K = N serves like sync); "
+        "null = half the clients, rounded up")
+    deadline_ms: Float | None = Field(
+        None, gt=0, description="buffered mode: close a buffer this many milliseconds after its first arrival "
+        "with whoever has arrived (a straggler joins a later buffer); null = wait for K")
+    replay: str | None = Field(
+        None, description="a buffered or sequential run's result file: serve the buffers it recorded, in its order, "
+        "to repeat it bit for bit (the config must be the recorded one but for name, output and this)")
+    staleness: StalenessSpec = Field(
+        "constant", description="asynchronous modes: federation weight factor of a client by its staleness (server "
+        "steps since its last iteration of the round): constant, polynomial(a) or hinge(a, b) (FedAsync)")
+
+    @field_validator("replay")
+    @classmethod
+    def _replay(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).expanduser().is_file():
+            raise ValueError(f"{v!r} is not a file; give the result file (.h5) of the run to replay")
+        return v
 
     @field_validator("betas")
     @classmethod
@@ -337,6 +362,18 @@ class Config(_Section):
             missing = sorted(set(range(1, n + 1)) - set(self.cuts))
             if missing:
                 raise ValueError(f"cuts: no vector for clients {missing}; give one for each of 1..{n}")
+        t = self.training
+        if t.mode != "buffered":
+            for field in ("buffer", "deadline_ms"):
+                if getattr(t, field) is not None:
+                    raise ValueError(f"training.{field}: applies to mode buffered only (mode is {t.mode}); "
+                                     f"remove it or set training.mode: buffered")
+        if t.replay is not None and t.mode == "sync":
+            raise ValueError("training.replay: a synchronous run needs no replay (same seed, same numbers); "
+                             "set training.mode to the recorded run's buffered or sequential")
+        if t.buffer is not None and t.buffer > n:
+            raise ValueError(f"training.buffer: {t.buffer} clients per buffer but the run has {n} (data.domains); "
+                             f"give 1..{n}")
         k = self.federation.clusters
         if isinstance(k, int) and k > n:
             raise ValueError(f"federation.clusters: {k} clusters for {n} clients (data.domains); give at most {n}, "
@@ -376,6 +413,16 @@ class Config(_Section):
             except ValueError as e:
                 who = f"client {client}'s vector {values}" if client is not None else f"{values}"
                 raise ValueError(f"cuts: {who}: {e}; e.g. [2, 4, 1, 5]") from None
+        return self
+
+    @model_validator(mode="after")
+    def _mode_supported(self) -> "Config":
+        from .registry import load_strategy
+
+        modes = load_strategy(self.strategy).modes
+        if self.training.mode not in modes:
+            raise ValueError(f"training.mode: strategy {self.strategy} runs in {' or '.join(modes)} mode only; "
+                             f"set training.mode: sync or strategy: huscf")
         return self
 
     @model_validator(mode="after")

@@ -27,7 +27,7 @@ from ..results import schema
 PAYLOAD_ABBREV = {
     "raw_images": "raw", "real_labels": "labels", "synthetic_images": "synth", "sampled_labels": "sampled",
     "smashed_data": "smashed", "image_gradients": "grads", "parameters": "params", "losses": "losses",
-    "metrics": "metrics", "probe": "probe",
+    "metrics": "metrics", "probe": "probe", "control": "control",
 }
 ROLE_ABBREV = {"client": "c", "server": "s"}
 _DIRECTION_ORDER = (("client", "server"), ("server", "client"), ("client", "client"), ("server", "server"))

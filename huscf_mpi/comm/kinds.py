@@ -9,7 +9,8 @@ A :class:`Kind` names a message, fixes its MPI tag, its *plane* and its *payload
 - payload classes (:data:`PAYLOADS`): what the bytes *are*, so the result file can say who saw
   what (issue 12, point 6): raw images, real labels, synthetic images, sampled labels,
   smashed data (activations and gradients with respect to them), gradients with respect to
-  images, model parameters, losses, metrics, link probes.
+  images, model parameters, losses, metrics, link probes, control (an asynchronous server's
+  iteration grants: no data).
 
 Every kind is registered once in :data:`REGISTRY` by its tag; a second kind with the same tag
 or name raises, so strategies cannot collide silently. Engine kinds live here; each strategy
@@ -26,7 +27,7 @@ from ..stopping import CRASH_TAG
 
 PLANES = ("protocol", "evaluation", "report", "setup")
 PAYLOADS = ("raw_images", "real_labels", "synthetic_images", "sampled_labels", "smashed_data",
-            "image_gradients", "parameters", "losses", "metrics", "probe")
+            "image_gradients", "parameters", "losses", "metrics", "probe", "control")
 
 REGISTRY: dict[int, "Kind"] = {}
 

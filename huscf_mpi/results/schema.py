@@ -100,7 +100,7 @@ JSON_PROVENANCE_KEYS = ("versions", "hosts")
 # the engine's huscf_mpi.comm.kinds.PLANES / PAYLOADS, repeated so that readers need no MPI code).
 PLANES = ("protocol", "evaluation", "report", "setup")
 PAYLOADS = ("raw_images", "real_labels", "synthetic_images", "sampled_labels", "smashed_data",
-            "image_gradients", "parameters", "losses", "metrics", "probe")
+            "image_gradients", "parameters", "losses", "metrics", "probe", "control")
 # "Who saw what" reads these planes (report and setup are the harness's own traffic) and always
 # reports on these classes, saying so when one never left its owner.
 EXPOSURE_PLANES = ("protocol", "evaluation")

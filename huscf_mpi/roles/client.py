@@ -59,20 +59,23 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
     for r in range(1, cfg.training.rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
         loss_d = loss_g = 0.0
-        seconds = np.empty(info.iterations_per_round)
-        for i in range(info.iterations_per_round):
+        seconds = np.full(info.iterations_per_round, np.nan)  # the first iterations_per_round only
+        n = 0
+        while side.next_iteration(n):
             t_it = time.perf_counter()
             x, y = batches.next() if batches is not None else (None, None)
             ld, lg = side.train_iteration(x, y)
             loss_d, loss_g = loss_d + ld, loss_g + lg
-            seconds[i] = time.perf_counter() - t_it
+            if n < len(seconds):
+                seconds[n] = time.perf_counter() - t_it
+            n += 1
         train_seconds = time.perf_counter() - t0
         own = side.round_end(r) or {}
         transport.flush()
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
-        n, pacer = info.iterations_per_round, transport.pacer
-        values = {"loss_d": loss_d / n, "loss_g": loss_g / n, "compute_seconds": wall - waited,
+        pacer = transport.pacer
+        values = {"loss_d": loss_d / n if n else np.nan, "loss_g": loss_g / n if n else np.nan, "compute_seconds": wall - waited,
                   "comm_seconds": waited, "train_seconds": train_seconds, "bytes_sent": sent,
                   "bytes_received": received, "max_rss_bytes": max_rss_bytes(),
                   "private_dirty_bytes": private_dirty_bytes(),

@@ -93,14 +93,21 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     progress.phase = "training"
     for r in range(1, rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
-        seconds = np.empty(iters)
-        for i in range(iters):
-            t_it = time.perf_counter()
-            strategy.train_iteration(last_of_round=i == iters - 1)
-            seconds[i] = time.perf_counter() - t_it
-            progress.iterations_done = i + 1
-            bar.update()
+        steps, last, work = [], [t0], [0.0]  # seconds of each server step; synchronous iterations done
+
+        def step(iterations: float) -> None:
+            now = time.perf_counter()
+            steps.append(now - last[0])
+            last[0] = now
+            work[0] += iterations
+            progress.iterations_done = int(work[0])
+            bar.update(iterations)
+
+        strategy.train_round(step)
         train_seconds = time.perf_counter() - t0
+        # Lock-step: one step per iteration. Asynchronous: steps are buffers, so the row holds
+        # the clients' own iteration times (NaN where no rank did an i-th iteration).
+        seconds = np.asarray(steps) if len(steps) == iters else np.full(iters, np.nan)
         record = strategy.round_end(r)
         transport.flush()
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
@@ -112,7 +119,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         # An iteration is done when the slowest rank is done with it: whichever side (server or
         # clients) does the method's work sets the time (FedGAN's server idles, centralized's works alone).
         client_seconds = transport.recv_many(reporting, ITERATION_SECONDS)
-        iteration_seconds = np.max([seconds, *(client_seconds[c] for c in reporting)], axis=0)
+        iteration_seconds = np.nanmax([seconds, *(client_seconds[c] for c in reporting)], axis=0)
 
         scores = np.full(len(domains), np.nan)
         t_eval = time.perf_counter()

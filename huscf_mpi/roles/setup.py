@@ -105,7 +105,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
                          f"`mpiexec -n {n * k + 1}` (1 server + {n} x {k}) or change data.domains in the config")
     hosts = transport.allgather(socket.gethostname())
     cache = Path(config.data.cache).expanduser()
-    error, payload, root, fixed = None, None, None, None
+    error, payload, root, fixed, replay = None, None, None, None, {}
     try:
         if rank == 0 and overwrite is not None:
             problem = output_problem(config.output_path, overwrite)
@@ -119,6 +119,10 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         if hosts.index(hosts[rank]) == rank:  # node leader
             for domain in config.data.domains:
                 ensure_decoded(domain, root, cache)
+        if rank == 0 and config.training.replay is not None:  # h5py on rank 0 only
+            from ..results.replay import load_replay
+
+            replay = load_replay(config.training.replay, config)
     except (SetupError, DataError, KeyError, ValueError) as e:
         error = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
     agree(transport, error)
@@ -147,7 +151,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     plan = (plan_profiles(config, transport, fixed, measure=needs_profiles) if not uses_cuts or fixed is not None
             else plan_cuts(config, arch, transport))
     cuts = plan.cuts
-    summary = transport.bcast(payload if rank == 0 else None)
+    summary, replay = transport.bcast((payload, replay) if rank == 0 else None)
     sizes = {row["client"]: row["size"] for row in summary}
     mine = transport.scatter_rows(np.concatenate([s.indices for s in sorted(shards, key=lambda s: s.client)])
                                   if rank == 0 else None,
@@ -162,7 +166,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         domains={row["client"]: row["domain"] for row in summary}, sizes=sizes, evaluators=evaluators,
         iterations_per_round=iters * config.training.local_epochs,
         init_seed=seeding.int_seed(config.seed, seeding.INIT), emulated=plan.emulated, block_flops=plan.flops,
-        groups=device_groups(n, k), profiles=plan.profiles)
+        groups=device_groups(n, k), profiles=plan.profiles, replay=replay)
     assignment = None
     if 0 < rank <= n:  # helper ranks (n < rank) hold no data
         row = next(r for r in summary if r["client"] == rank)

@@ -51,6 +51,9 @@ class RunInfo:
     # rank -> DeviceProfile a strategy plans with: the emulated ones (cut_selection.devices), or
     # measured ones when the strategy asks for them (Strategy.needs_profiles); {} if neither.
     profiles: dict = field(default_factory=dict)
+    # round → the buffers (lists of client ids) an asynchronous server serves, from a recorded
+    # run (``train --replay FILE``); {} serves live arrivals.
+    replay: dict = field(default_factory=dict)
 
     def group(self, client: int) -> tuple[int, ...]:
         """The ranks of ``client``'s devices, its own rank first."""
@@ -104,6 +107,13 @@ class ClientStrategy(ABC):
 
         On a helper rank x and y are ``None``; its losses are not reported (return NaN)."""
 
+    def next_iteration(self, done: int) -> bool:
+        """Whether this client trains another iteration this round, having done ``done`` (>= 0).
+
+        Synchronous default: ``iterations_per_round`` each. An asynchronous mode asks the
+        server, which hands out a round's iterations to whichever clients are ready."""
+        return done < self.info.iterations_per_round
+
     @abstractmethod
     def round_end(self, round_index: int) -> dict[str, float] | None:
         """Federation at the end of round ``round_index`` (1-based).
@@ -129,6 +139,17 @@ class ServerStrategy(ABC):
     @abstractmethod
     def train_iteration(self, last_of_round: bool) -> None:
         """Serve one training iteration of every client (may do nothing)."""
+
+    def train_round(self, step: Callable[[float], None]) -> None:
+        """Serve one round's training; call ``step(iterations)`` after each server step.
+
+        ``iterations`` is the step's work in synchronous iterations (1.0 for a lock-step
+        iteration of every client; an asynchronous buffer of k clients is k/N), for progress
+        and per-step timing. Default: ``iterations_per_round`` lock-step iterations."""
+        n = self.info.iterations_per_round
+        for i in range(n):
+            self.train_iteration(last_of_round=i == n - 1)
+            step(1.0)
 
     @abstractmethod
     def round_end(self, round_index: int) -> RoundRecord:
@@ -171,6 +192,7 @@ class Strategy:
         client order (:attr:`RunInfo.groups`).
     needs_profiles : set-up gives every rank a device profile (:attr:`RunInfo.profiles`) even
         without ``cut_selection.devices``: measured by timing the blocks, as ``cuts: ga`` does.
+    modes : the ``training.mode`` values the method implements (config load refuses others).
     """
 
     name: str
@@ -181,6 +203,7 @@ class Strategy:
     client_values: tuple[str, ...] = ()
     devices_per_client: Callable[[Config], int] = lambda config: 1
     needs_profiles: bool = False
+    modes: tuple[str, ...] = ("sync",)
 
 
 def fake_labels(config: Config, y: torch.Tensor, generator: torch.Generator, n_classes: int) -> torch.Tensor:

@@ -27,6 +27,8 @@ from types import SimpleNamespace
 
 from .. import seeding
 from ..comm import kind
+from ..federation.staleness import parse_staleness
+from . import asynchronous
 from ..models import client_models, server_bodies
 from ..models.params import client_blocks, dtypes_of, flatten, layout, layout_size, load_state, state_of, unflatten
 from ..models.optim import Adam, backward_from
@@ -119,6 +121,15 @@ class HuSCFClient(ClientStrategy):
         transport.declare(0, Kind.PARAMS_UP, (layout_size(self.layout),))
         transport.declare(0, Kind.PARAMS_DOWN, (layout_size(self.layout),), send=False)
         self.flops = part_flops(info, info.cuts[client]) if client in info.emulated else defaultdict(float)
+        self.asynchronous = cfg.training.mode != "sync"
+        if self.asynchronous:
+            transport.declare(0, asynchronous.GRANT, (1,), np.int64, send=False)
+
+    def next_iteration(self, done):
+        if not self.asynchronous:
+            return super().next_iteration(done)
+        # The first iteration of a round is granted at its start; each later one by the server.
+        return done == 0 or int(self.t.recv(0, asynchronous.GRANT)[0]) == asynchronous.TRAIN_ON
 
     def _up(self, kind, tensor: torch.Tensor) -> None:
         self.t.isend(0, kind, tensor)
@@ -226,53 +237,77 @@ class HuSCFServer(ServerStrategy):
             n = layout_size(self.layouts[c])
             transport.declare(c, Kind.PARAMS_UP, (n,), send=False)
             transport.declare(c, Kind.PARAMS_DOWN, (n,))
+        t = cfg.training
+        self.mode, self.schedule, self.rounds_served = t.mode, None, 0
+        self.buffer = asynchronous.buffer_size(t.mode, t.buffer, len(self.clients))
+        self.staleness = parse_staleness(t.staleness)
+        if self.mode != "sync":
+            for c in self.clients:
+                transport.declare(c, asynchronous.GRANT, (1,), np.int64)
 
-    def _inputs(self, kind) -> dict[int, torch.Tensor]:
-        return {c: torch.from_numpy(buf).requires_grad_(True)
-                for c, buf in self.t.recv_many(self.clients, kind).items()}
+    SMASHED = Kind.G_SMASHED  # the message that opens a client's iteration (asynchronous.serve_round)
 
-    def _send(self, kind, tensors: dict[int, torch.Tensor]) -> None:
-        for c in self.clients:
+    @staticmethod
+    def _leaves(got: dict[int, np.ndarray]) -> dict[int, torch.Tensor]:
+        return {c: torch.from_numpy(buf).requires_grad_(True) for c, buf in got.items()}
+
+    def _inputs(self, group, kind) -> dict[int, torch.Tensor]:
+        return self._leaves(self.t.recv_many(group, kind))
+
+    def _send(self, group, kind, tensors: dict[int, torch.Tensor]) -> None:
+        for c in group:
             self.t.isend(c, kind, tensors[c])
 
-    def _backward(self, outputs: list[dict[int, torch.Tensor]], grad_kinds: list) -> None:
+    def _backward(self, group, outputs: list[dict[int, torch.Tensor]], grad_kinds: list) -> None:
         tensors, grads = [], []
         for out, kind in zip(outputs, grad_kinds):
-            got = self.t.recv_many(self.clients, kind)
-            for c in self.clients:
+            got = self.t.recv_many(group, kind)
+            for c in group:
                 tensors.append(out[c])
                 grads.append(torch.from_numpy(got[c]))
         torch.autograd.backward(tensors, grads)
 
     def train_iteration(self, last_of_round):
-        g_body, d_body = self.bodies["g"], self.bodies["d"]
-        a = self._inputs(Kind.G_SMASHED)
-        s, _ = g_body(a)
-        self._send(Kind.G_BODY_OUT, s)
+        self.iterate(self.clients, self.t.recv_many(self.clients, Kind.G_SMASHED), capture=last_of_round)
 
-        h_fake = self._inputs(Kind.D_FAKE_SMASHED)
+    def train_round(self, step):
+        if self.mode == "sync":
+            return super().train_round(step)
+        self.rounds_served += 1
+        self.schedule = asynchronous.serve_round(self, step, self.buffer, self.info.config.training.deadline_ms,
+                                                 self.info.replay.get(self.rounds_served))
+
+    def iterate(self, group, first: dict[int, np.ndarray], capture: bool = True) -> None:
+        """One lock-step iteration (SPEC §1) of the clients ``group`` (ascending), whose G smashed
+        data ``first`` (client → buffer) is already in; ``capture``: keep their clustering features."""
+        g_body, d_body = self.bodies["g"], self.bodies["d"]
+        a = self._leaves(first)
+        s, _ = g_body(a)
+        self._send(group, Kind.G_BODY_OUT, s)
+
+        h_fake = self._inputs(group, Kind.D_FAKE_SMASHED)
         o_fake, _ = d_body(h_fake)
-        self._send(Kind.D_FAKE_BODY_OUT, o_fake)
-        h_real = self._inputs(Kind.D_REAL_SMASHED)
-        o_real, captured = d_body(h_real, capture=self.info.arch.cluster_block if last_of_round else None)
-        self._send(Kind.D_REAL_BODY_OUT, o_real)
-        if last_of_round:  # SPEC §3 step 1: batch-mean activation of each client's real batch
-            self.features = {c: captured[c].detach().mean(0).numpy().copy() for c in self.clients}
+        self._send(group, Kind.D_FAKE_BODY_OUT, o_fake)
+        h_real = self._inputs(group, Kind.D_REAL_SMASHED)
+        o_real, captured = d_body(h_real, capture=self.info.arch.cluster_block if capture else None)
+        self._send(group, Kind.D_REAL_BODY_OUT, o_real)
+        if capture:  # SPEC §3 step 1: batch-mean activation of each client's (last) real batch
+            self.features.update({c: captured[c].detach().mean(0).numpy().copy() for c in group})
         self.d_opt.zero_grad(set_to_none=True)
-        self._backward([o_fake, o_real], [Kind.D_FAKE_BODY_GRAD, Kind.D_REAL_BODY_GRAD])
-        self._send(Kind.D_FAKE_SMASHED_GRAD, {c: h_fake[c].grad for c in self.clients})
-        self._send(Kind.D_REAL_SMASHED_GRAD, {c: h_real[c].grad for c in self.clients})
+        self._backward(group, [o_fake, o_real], [Kind.D_FAKE_BODY_GRAD, Kind.D_REAL_BODY_GRAD])
+        self._send(group, Kind.D_FAKE_SMASHED_GRAD, {c: h_fake[c].grad for c in group})
+        self._send(group, Kind.D_REAL_SMASHED_GRAD, {c: h_real[c].grad for c in group})
         self.d_opt.step()
 
-        h_gen = self._inputs(Kind.D_GEN_SMASHED)
+        h_gen = self._inputs(group, Kind.D_GEN_SMASHED)
         o_gen, _ = d_body(h_gen)
-        self._send(Kind.D_GEN_BODY_OUT, o_gen)
-        self._backward([o_gen], [Kind.D_GEN_BODY_GRAD])
-        self._send(Kind.D_GEN_SMASHED_GRAD, {c: h_gen[c].grad for c in self.clients})
+        self._send(group, Kind.D_GEN_BODY_OUT, o_gen)
+        self._backward(group, [o_gen], [Kind.D_GEN_BODY_GRAD])
+        self._send(group, Kind.D_GEN_SMASHED_GRAD, {c: h_gen[c].grad for c in group})
 
         self.g_opt.zero_grad(set_to_none=True)
-        self._backward([s], [Kind.G_BODY_GRAD])
-        self._send(Kind.G_SMASHED_GRAD, {c: a[c].grad for c in self.clients})
+        self._backward(group, [s], [Kind.G_BODY_GRAD])
+        self._send(group, Kind.G_SMASHED_GRAD, {c: a[c].grad for c in group})
         self.g_opt.step()
 
     def round_end(self, round_index):
@@ -287,9 +322,19 @@ class HuSCFServer(ServerStrategy):
         server_parts = {net: [body] for net, body in self.bodies.items()}
         features = np.stack([self.features[c] for c in self.clients])
         k = {"domains": len(cfg.data.domains), "auto": None}.get(cfg.federation.clusters, cfg.federation.clusters)
+        n_samples = np.array([info.sizes[c] for c in self.clients], dtype=np.float64)
+        arrays = {}
+        if self.schedule is not None:  # asynchronous: a stale client's contribution counts less
+            staleness = self.schedule.staleness()
+            factor = self.staleness(staleness)
+            n_samples = n_samples * factor
+            served_client, served_buffer = self.schedule.record()
+            arrays = {"iterations": self.schedule.iterations_done(), "staleness": staleness,
+                      "staleness_factor": factor, "buffer_sizes": self.schedule.buffer_histogram(),
+                      "served_client": served_client, "served_buffer": served_buffer}
         out = federate(
             round_index=round_index, client_ids=self.clients, features=features,
-            n_samples=np.array([info.sizes[c] for c in self.clients]),
+            n_samples=n_samples,
             client_states=client_states, server_state=state_of(server_parts), k=k,
             alpha=cfg.federation.alpha, warmup_rounds=cfg.federation.warmup_rounds,
             seed=cfg.seed)
@@ -298,11 +343,17 @@ class HuSCFServer(ServerStrategy):
         load_state(server_parts, out.server_state)
         domains = [info.domains[c] for c in self.clients]
         ari = adjusted_rand_score(domains, out.labels)
-        arrays = {"cluster_labels": np.asarray(out.labels), "kld": out.kld, "weights": out.weights,
-                  "global_kld": out.global_kld, "global_weights": out.global_weights,
-                  "adjusted_rand_index": np.float64(ari)}
+        arrays.update({"cluster_labels": np.asarray(out.labels), "kld": out.kld, "weights": out.weights,
+                       "global_kld": out.global_kld, "global_weights": out.global_weights,
+                       "adjusted_rand_index": np.float64(ari)})
         mode = "FedAvg warm-up" if out.warmup else f"k={len(set(out.labels.tolist()))}"
-        return RoundRecord(arrays, log=f"federation ({mode}): clusters {out.labels.tolist()}, ARI vs domains {ari:.3f}")
+        served = ""
+        if self.schedule is not None:
+            served = (f"; {self.mode}: {self.schedule.buffers} buffers, iterations per client "
+                      f"{arrays['iterations'].tolist()}, staleness {arrays['staleness'].tolist()}")
+            self.schedule = None
+        return RoundRecord(arrays, log=f"federation ({mode}): clusters {out.labels.tolist()}, "
+                                       f"ARI vs domains {ari:.3f}{served}")
 
     @torch.no_grad()
     def serve_generation(self, clients):
@@ -318,8 +369,10 @@ class HuSCFServer(ServerStrategy):
 
 
 def _exposure(config) -> set[tuple[str, str, str]]:
+    grants = {("control", "server", "client")} if config.training.mode != "sync" else set()
     return {("smashed_data", "client", "server"), ("smashed_data", "server", "client"),
-            ("parameters", "client", "server"), ("parameters", "server", "client")}
+            ("parameters", "client", "server"), ("parameters", "server", "client"), *grants}
 
 
-STRATEGY = Strategy("huscf", HuSCFClient, HuSCFServer, uses_cuts=True, exposure=_exposure)
+STRATEGY = Strategy("huscf", HuSCFClient, HuSCFServer, uses_cuts=True, exposure=_exposure,
+                    modes=("sync", "buffered", "sequential"))

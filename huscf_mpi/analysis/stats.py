@@ -28,3 +28,23 @@ def best_rows(scored, higher_is_better: bool) -> set[int]:
     values = [v for _, v in scored]
     target = max(values) if higher_is_better else min(values)
     return {i for i, v in scored if math.isclose(v, target, rel_tol=1e-12, abs_tol=0.0)}
+
+
+def time_to_quality(wall_seconds, scores, threshold: float) -> float:
+    """Wall seconds of training until the generation score first reaches ``threshold`` (issue 10).
+
+    Parameters
+    ----------
+    wall_seconds : (R,) seconds of each round's training and federation (``rounds/wall_seconds``:
+        evaluation time is not in it, so runs that evaluate differently compare).
+    scores : (R,) the round's generation score, NaN where the round was not evaluated.
+    threshold : the score to reach.
+
+    Returns the sum of ``wall_seconds`` up to and including the first round whose score is
+    >= ``threshold``; NaN if no round reaches it. Raises ``ValueError`` on unequal lengths.
+    """
+    wall, gs = np.asarray(wall_seconds, dtype=float), np.asarray(scores, dtype=float)
+    if wall.shape != gs.shape or wall.ndim != 1:
+        raise ValueError(f"wall_seconds {wall.shape} and scores {gs.shape} must be equal 1-D shapes")
+    hit = np.flatnonzero(np.nan_to_num(gs, nan=-np.inf) >= threshold)
+    return float(np.cumsum(wall)[hit[0]]) if hit.size else float("nan")

@@ -70,7 +70,10 @@ def _emit(text: str, out: str | None) -> None:
                    "'(incomplete: k of n)'. Default: refuse them.")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), default=None,
               help="write the table to this file instead of stdout")
-def tables(files, by, metrics, fmt, reference, exposure, allow_incomplete, out):
+@click.option("--time-to-gs", "gs_threshold", type=float, default=None, metavar="T",
+              help="add 's to GS' per domain: training wall seconds until the generation score first reached T "
+                   "(compares sync, buffered and sequential runs)")
+def tables(files, by, metrics, fmt, reference, exposure, allow_incomplete, gs_threshold, out):
     """Benchmark table from result FILES: one row per configuration, mean ± std over seeds.
 
     Runs whose configs differ only in seed, name or output path form one group (row); n is the
@@ -96,13 +99,14 @@ def tables(files, by, metrics, fmt, reference, exposure, allow_incomplete, out):
         huscf-mpi tables results/*.h5 --by cuts --metrics accuracy,f1,train_s --format latex -o table.tex
         huscf-mpi tables results/*.h5 --format csv > table.csv
         huscf-mpi tables results/*.h5 --by strategy,name --exposure
+        huscf-mpi tables results/async/*.h5 --by training.mode --time-to-gs 3
     """
     from .analysis.tables import make_table
 
     try:
         text, notes = make_table(files, by=_fields(by), metrics=metrics, fmt=fmt,
                                  reference=None if reference == "none" else reference,
-                                 allow_incomplete=allow_incomplete, exposure=exposure)
+                                 allow_incomplete=allow_incomplete, exposure=exposure, gs_threshold=gs_threshold)
     except (ValueError, OSError) as e:
         raise _Fail(str(e)) from None
     for note in notes:

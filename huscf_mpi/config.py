@@ -130,6 +130,9 @@ class TrainingConfig(_Section):
     deadline_ms: Float | None = Field(
         None, gt=0, description="buffered mode: close a buffer this many milliseconds after its first arrival "
         "with whoever has arrived (a straggler joins a later buffer); null = wait for K")
+    min_clients: Int = Field(
+        1, ge=1, description="asynchronous modes: a client silent for client_timeout_s is declared lost and the run "
+        "goes on without it while at least this many clients are live; below, it ends as failed (sync: any loss)")
     replay: str | None = Field(
         None, description="a buffered or sequential run's result file: serve the buffers it recorded, in its order, "
         "to repeat it bit for bit (the config must be the recorded one but for name, output and this)")
@@ -371,6 +374,9 @@ class Config(_Section):
         if t.replay is not None and t.mode == "sync":
             raise ValueError("training.replay: a synchronous run needs no replay (same seed, same numbers); "
                              "set training.mode to the recorded run's buffered or sequential")
+        if t.min_clients > n:
+            raise ValueError(f"training.min_clients: {t.min_clients} but the run has {n} clients (data.domains); "
+                             f"give 1..{n}")
         if t.buffer is not None and t.buffer > n:
             raise ValueError(f"training.buffer: {t.buffer} clients per buffer but the run has {n} (data.domains); "
                              f"give 1..{n}")

@@ -11,3 +11,8 @@ class UsageError(Exception):
 
 class SetupError(UsageError, RuntimeError):
     """A start-up problem found collectively; every rank raises it and exits non-zero."""
+
+
+class ClientsLost(RuntimeError):
+    """An asynchronous run has fewer live clients than ``training.min_clients``: it ends as failed
+    (an expected ending, reported in one line, not a crash)."""

@@ -24,7 +24,7 @@ interrupted run is told apart from a failed one.
 from __future__ import annotations
 
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Signals that stop a run: Ctrl-C, scancel / a wall-time limit, SLURM's --signal=B:USR1@...
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
@@ -72,11 +72,13 @@ class PeerCrashed(Stopped):
 @dataclass
 class Progress:
     """How far rank 0 got: ``phase`` ("set-up", "training", "final evaluation", "finishing"),
-    ``rounds_done`` (rounds written to the file) and ``iterations_done`` (of the round after them)."""
+    ``rounds_done`` (rounds written to the file), ``iterations_done`` (of the round after them)
+    and ``lost_clients`` (given up on by an asynchronous server: the job must end without them)."""
 
     phase: str = "set-up"
     rounds_done: int = 0
     iterations_done: int = 0
+    lost_clients: list = field(default_factory=list)
 
     def text(self, rounds: int | None = None, iterations: int | None = None) -> str:
         if self.phase != "training":

@@ -94,6 +94,16 @@ CASES = [
      ["train", "--config", "{cfg}"], ["evaluation.grid_per_class: 8 per class x 10 classes", "at most 5"]),
     ("cross-scenario-domains", "data: {scenario: 3, domains: {mnist: 2}}\n", ["train", "--config", "{cfg}"],
      ["scenario 3", "no clients for fashion_mnist"]),
+    ("cross-buffer-in-sync", "training: {buffer: 2}\n" + OK, ["train", "--config", "{cfg}"],
+     ["training.buffer: applies to mode buffered only", "set training.mode: buffered"]),
+    ("cross-buffer-over-clients", "training: {mode: buffered, buffer: 5}\n" + OK, ["train", "--config", "{cfg}"],
+     ["training.buffer: 5 clients per buffer but the run has 2", "give 1..2"]),
+    ("cross-mode-strategy", "strategy: fedgan\ntraining: {mode: sequential}\n" + OK, ["train", "--config", "{cfg}"],
+     ["training.mode: strategy fedgan runs in sync mode only"]),
+    ("cross-replay-sync", "training: {replay: '{tmp}/c.yaml'}\n" + OK, ["train", "--config", "{cfg}"],
+     ["training.replay: a synchronous run needs no replay"]),
+    ("type-staleness", "training: {mode: buffered, staleness: 'poly(2)'}\n" + OK, ["train", "--config", "{cfg}"],
+     ["training.staleness:", "unknown name 'poly'", "polynomial(a)"]),
     # paths
     ("path-config-missing", None, ["train", "--config", "{tmp}/nope.yaml"], ["nope.yaml not found"]),
     ("path-config-directory", None, ["train", "--config", "{tmp}"], ["--config:", "is a directory"]),
@@ -109,6 +119,8 @@ CASES = [
      ["train", "--config", "{cfg}"], ["cut_selection.devices:", "devices-syntax.yaml", "paper.yaml"]),
     ("path-cuts-devices-bad-yaml", None, ["cuts", "--devices", "{tmp}/devices-syntax.yaml", "--clients", "2"],
      ["--devices", "not valid YAML at line 2"]),
+    ("path-replay-missing", "training: {mode: buffered, replay: /nonexistent.h5}\n" + OK, ["train", "--config", "{cfg}"],
+     ["training.replay: '/nonexistent.h5' is not a file"]),
     ("path-inception-missing", "evaluation: {inception_weights: /nonexistent.pth}\n" + OK,
      ["train", "--config", "{cfg}"], ["evaluation.inception_weights: file /nonexistent.pth not found"]),
     # CLI options: blamed on the option, not on the file
@@ -122,6 +134,8 @@ CASES = [
     ("cli-batch-size-one", None, ["train", "--batch-size", "1"], ["--batch-size: must be >= 2, got 1"]),
     ("cli-name-empty", None, ["train", "--name", ""], ["--name: got ''"]),
     ("cli-output-placeholder", None, ["train", "--output", "r/{sed}.h5"], ["--output:", "{sed} is not a placeholder"]),
+    ("cli-mode-unknown", None, ["train", "--mode", "async"], ["--mode: 'async' is not one of", "buffered"]),
+    ("cli-deadline-zero", None, ["train", "--mode", "buffered", "--deadline-ms", "0"], ["--deadline-ms: must be > 0"]),
     ("cli-unknown-option", None, ["train", "--rouns", "2"], ["No such option '--rouns'", "--rounds"]),
     ("cli-unknown-command", None, ["trian"], ["No such command 'trian'"]),
     ("cli-profile-width", None, ["profile", "--width", "-1"], ["--width: must be > 0"]),
@@ -142,6 +156,8 @@ CASES = [
     ("slurm-config-cuts", "cuts: [3, 5, 1, 5]\n" + OK, ["slurm", "--config", "{cfg}"], ["cuts: [3, 5, 1, 5]", "pinned"]),
     ("slurm-ntasks-word", OK, ["slurm", "--config", "{cfg}", "--ntasks", "abc"], ["--ntasks: 'abc' is not a valid"]),
 ]
+
+
 def _expand(args, cfg: Path, tmp: Path):
     return [a.replace("{cfg}", str(cfg)).replace("{tmp}", str(tmp)) for a in args]
 

@@ -34,6 +34,8 @@ DOMAIN_METRICS = (
     Metric("recall", "rec %", True, 2, True),
     Metric("f1", "F1 %", True, 2, True),
     Metric("fpr", "FPR %", False, 2, True),
+    # Only with a threshold (tables --time-to-gs T): training wall seconds until GS >= T (issue 10).
+    Metric("time_to_gs", "s to GS", False, 1, True),
 )
 RUN_METRICS = (
     Metric("predicted_s_per_it", "pred s/it", False, 4, False),

@@ -4,6 +4,9 @@
 
 - ``generation_score.png``: final-so-far generation score per round, one panel per domain,
   one line per group (mean over seeds) with a band from the lowest to the highest seed.
+- ``generation_score_time.png``: the same scores against training wall time (cumulative
+  ``rounds/wall_seconds``, evaluation excluded), one line per run: time to quality, which
+  compares the synchronous and asynchronous modes (issue 10).
 - ``losses.png``: discriminator and generator loss per round (mean over clients), same style.
 - ``time_per_rank.png``: per rank, seconds computing, communicating (in MPI calls) and idle
   (round wall time minus both, shown only where it is at least 1 % of the wall time), summed
@@ -102,6 +105,31 @@ def _generation_score(groups: list[Group], path: Path) -> bool:
             _line_band(ax, groups.index(g), g.label, r, mean, low, high)
             drawn = True
         ax.set(title=d, xlabel="round", ylabel="generation score")
+        ax.grid(alpha=0.3)
+    return _finish_with_legend(fig, axes[0][0], path, drawn)
+
+
+def _generation_score_time(groups: list[Group], path: Path) -> bool:
+    domains = list(dict.fromkeys(d for g in groups for r in g.runs for d in r.domains))
+    if not domains:
+        return False
+    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.4), squeeze=False)
+    drawn = False
+    for ax, d in zip(axes[0], domains):
+        for i, g in enumerate(groups):
+            for j, run in enumerate(g.runs):
+                with _open(run) as rf:
+                    if not {"rounds/generation_score", "rounds/wall_seconds"} <= set(
+                            f"rounds/{k}" for k in rf.keys("rounds")) or d not in rf.domains:
+                        continue
+                    scores = np.asarray(rf.array("rounds/generation_score"), dtype=float)
+                    col = scores[:, rf.domains.index(d)] if scores.ndim == 2 else scores
+                    t = np.cumsum(np.asarray(rf.array("rounds/wall_seconds"), dtype=float))[:len(col)]
+                keep = np.isfinite(col[:len(t)])
+                ax.plot(t[keep], col[:len(t)][keep], marker="o", ms=3, color=_color(i),
+                        label=g.label if j == 0 else None)
+                drawn = True
+        ax.set(title=d, xlabel="training wall time (s)", ylabel="generation score")
         ax.grid(alpha=0.3)
     return _finish_with_legend(fig, axes[0][0], path, drawn)
 
@@ -404,6 +432,7 @@ def _shrink(path: Path) -> None:
 
 FIGURES = {
     "generation_score.png": _generation_score,
+    "generation_score_time.png": _generation_score_time,
     "losses.png": _losses,
     "time_per_rank.png": _time_per_rank,
     "cut_vectors.png": _cut_vectors,

@@ -27,6 +27,7 @@ import numpy as np
 from ..results import ResultFile, schema
 from .exposure import exposure_summary
 from .model import DOMAIN_METRICS
+from .stats import time_to_quality
 
 # Config keys that do not make a configuration different: runs that differ only here are seeds
 # of one experiment (the name and output path usually encode the seed).
@@ -120,7 +121,7 @@ def _lookup(rf: ResultFile, sources) -> float | None:
     return None
 
 
-def _run_values(rf: ResultFile) -> tuple[list[str], dict[tuple[str, str], float]]:
+def _run_values(rf: ResultFile, gs_threshold: float | None = None) -> tuple[list[str], dict[tuple[str, str], float]]:
     final = rf.final()
     domains = rf.domains or list(final)
     values: dict[tuple[str, str], float] = {}
@@ -136,6 +137,11 @@ def _run_values(rf: ResultFile) -> tuple[list[str], dict[tuple[str, str], float]
                     v = float(scores[-1]) if scores.size else None
             if v is not None:
                 values[(d, m.name)] = v
+        col = f"generation_score/{d}"
+        if gs_threshold is not None and col in rounds and "wall_seconds" in rounds:
+            v = _finite(time_to_quality(rounds["wall_seconds"], rounds[col], gs_threshold))
+            if v is not None:  # never reached: no value (the cell shows why in the note)
+                values[(d, "time_to_gs")] = v
 
     train_s = None
     if "rounds/wall_seconds" in rf:
@@ -192,8 +198,9 @@ def with_defaults(config: dict, defaults: dict) -> dict:
     return out
 
 
-def load_run(path: str | Path, allow_incomplete: bool = False) -> Run:
-    """Read one result file into a :class:`Run`.
+def load_run(path: str | Path, allow_incomplete: bool = False, gs_threshold: float | None = None) -> Run:
+    """Read one result file into a :class:`Run`; with ``gs_threshold`` also each domain's
+    ``time_to_gs`` (:func:`~huscf_mpi.analysis.stats.time_to_quality`).
 
     Raises
     ------
@@ -220,13 +227,13 @@ def load_run(path: str | Path, allow_incomplete: bool = False) -> Run:
         key_config = {k: v for k, v in with_defaults(config, _defaults()).items() if k not in IGNORED_KEYS}
         key_config["strategy"] = str(prov.get("strategy") or DEFAULT_STRATEGY)
         seed = prov.get("seed", config.get("seed"))
-        domains, values = _run_values(rf)
+        domains, values = _run_values(rf, gs_threshold)
         return Run(path=rf.path, seed=int(seed) if _finite(seed) is not None else None, config=config,
                    key_config=key_config, status=rf.status, schema_version=rf.schema_version,
                    domains=domains, values=values, exposure=_exposure(rf))
 
 
-def load_runs(paths, allow_incomplete: bool = False) -> list[Run]:
+def load_runs(paths, allow_incomplete: bool = False, gs_threshold: float | None = None) -> list[Run]:
     """Read result files; refuse a mix of schema versions.
 
     Parameters
@@ -234,13 +241,16 @@ def load_runs(paths, allow_incomplete: bool = False) -> list[Run]:
     paths : iterable of str or Path
     allow_incomplete : bool, default False
         Include runs whose status is not "complete" (their rows are flagged).
+    gs_threshold : float, optional
+        Add each domain's ``time_to_gs``: training wall seconds until its generation score
+        first reached this value.
 
     Raises
     ------
     ValueError
         One line naming the offending file(s).
     """
-    runs = [load_run(p, allow_incomplete) for p in paths]
+    runs = [load_run(p, allow_incomplete, gs_threshold) for p in paths]
     if not runs:
         raise ValueError("no result files given")
     versions = sorted({r.schema_version for r in runs})

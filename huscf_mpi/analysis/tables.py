@@ -159,12 +159,19 @@ def build_table(groups: list[Group], by: list[str] | None = None, metrics: list[
 
 
 def make_table(paths, by: list[str] | None = None, metrics=None, fmt: str = "md", reference: str | None = None,
-               allow_incomplete: bool = False, exposure: bool = False) -> tuple[str, list[str]]:
-    """Load ``paths``, group, and render; returns ``(text, notes)``. Raises ValueError (one line)."""
+               allow_incomplete: bool = False, exposure: bool = False, gs_threshold: float | None = None
+               ) -> tuple[str, list[str]]:
+    """Load ``paths``, group, and render; returns ``(text, notes)``. Raises ValueError (one line).
+
+    ``gs_threshold`` adds the per-domain column "s to GS" (time to quality, issue 10)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    groups = group_runs(load_runs(paths, allow_incomplete))
+    groups = group_runs(load_runs(paths, allow_incomplete, gs_threshold))
     table = build_table(groups, by=by, metrics=parse_metrics(metrics), reference=reference, exposure=exposure)
     if not table.columns and not table.text_columns:
         raise ValueError("none of the requested metrics is present in these files")
-    return render(table, fmt), table.notes
+    notes = list(table.notes)
+    if gs_threshold is not None:
+        notes.append(f"s to GS: training wall seconds (rounds/wall_seconds, evaluation excluded) until the "
+                     f"generation score first reached {gs_threshold:g}; a run that never did has no value")
+    return render(table, fmt), notes

@@ -117,6 +117,7 @@ class MPITransport:
         self.arrivals: list[tuple[int, int]] = []
         self._next_first: dict[int, int] = {}   # kind tag → peer recv_any polls first next time
         self._replay: dict[int, deque] | None = None
+        self._abandoned: list = []  # (request, data) of sends to lost peers, never waited for
 
     # -- set-up ---------------------------------------------------------------------------
     def declare(self, peer: int, kind: Kind, shape: tuple[int, ...], dtype=np.float32,
@@ -346,6 +347,23 @@ class MPITransport:
                     left[(peer, kind)] = buf
         self.flush()
         return left
+
+    def abandon(self, peer: int) -> None:
+        """Give up on ``peer`` (a lost client): withdraw every receive posted for it and stop
+        waiting for the sends to it still in flight.
+
+        MPI cannot withdraw a send (cancelling sends is deprecated), so those stay posted and
+        their data is kept alive here; :meth:`flush` and :meth:`close` no longer wait for them.
+        Nothing is sent to or received from ``peer`` afterwards by a caller that knows it lost.
+        """
+        for (p, kind), slot in list(self._recv.items()):
+            if p == peer and slot.request is not None:
+                self.cancel(p, kind)
+        for (p, _), slot in self._send.items():
+            if p == peer and slot.request is not None:
+                self._abandoned.append((slot.request, slot.held))
+                self._in_flight.pop(id(slot), None)
+                slot.request, slot.held = None, None
 
     def recv(self, peer: int, kind: Kind) -> np.ndarray:
         return self.recv_many([peer], kind)[peer]

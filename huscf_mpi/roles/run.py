@@ -35,7 +35,7 @@ from mpi4py import MPI
 from .. import process, stopping
 from ..comm import DeadlineExceeded, MPITransport
 from ..config import Config
-from ..errors import SetupError, UsageError
+from ..errors import ClientsLost, SetupError, UsageError
 from ..registry import TITLES, load_strategy
 from .client import run_client
 from .setup import agree, build_run_info
@@ -68,7 +68,7 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
 
     An :class:`~huscf_mpi.stopping.Interrupted` is "interrupted"; a collective
     :class:`SetupError` (e.g. the memory preflight, once the file exists), a client's
-    :class:`~huscf_mpi.stopping.PeerCrashed`, a :class:`~huscf_mpi.comm.DeadlineExceeded` (a
+    :class:`~huscf_mpi.stopping.PeerCrashed`, too few live clients (:class:`ClientsLost`), a :class:`~huscf_mpi.comm.DeadlineExceeded` (a
     client silent for ``training.client_timeout_s``) or any other exception "failed"; nothing
     "complete". Checkpointing (issue 11, points 3-5) would hook in here: save, then end as
     "interrupted".
@@ -85,6 +85,8 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
     if isinstance(exc, SetupError):  # every rank stops together; the CLI prints the line and exits 2
         return Ending(schema.STATUS_FAILED, f"set-up: {exc}", where, EXIT_USAGE)
     if isinstance(exc, stopping.PeerCrashed):
+        return Ending(schema.STATUS_FAILED, str(exc), where, EXIT_FAILED)
+    if isinstance(exc, ClientsLost):
         return Ending(schema.STATUS_FAILED, str(exc), where, EXIT_FAILED)
     if isinstance(exc, DeadlineExceeded):  # a frozen or dead client: its message never came
         return Ending(schema.STATUS_FAILED, f"{exc} (training.client_timeout_s): a client froze or died",
@@ -153,7 +155,12 @@ def train(config: Config, data_root: str | None = None, overwrite: bool = False,
         _crashed(config, transport, state, e)  # bad input found by one rank only, mid-run: a crash
     except BaseException as e:  # noqa: BLE001 - any crash must take the whole job down
         _crashed(config, transport, state, e)
-    return _finish(config, transport, state, None) if transport.rank == 0 else None
+    if transport.rank > 0:
+        return None
+    where = _finish(config, transport, state, None)
+    if state.progress.lost_clients:  # complete, but lost ranks never reach MPI_Finalize: end the job here
+        _abort(transport.comm, 0)
+    return where
 
 
 def _crashed(config, transport, state, exc: BaseException) -> None:

@@ -20,9 +20,15 @@ from . import preflight
 log = logging.getLogger("huscf_mpi")
 
 
+def _mean(values: np.ndarray) -> float:
+    """Mean of the finite values (NaN if none)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
 def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, transport: MPITransport
                       ) -> dict[int, np.ndarray]:
-    evaluators = sorted(info.evaluators.values())
+    evaluators = sorted(c for c in info.evaluators.values() if c not in strategy.lost)
     with transport.untimed():  # an evaluating client may train a classifier for minutes
         strategy.begin_evaluation(evaluators)
         for _ in range(n_chunks(n_samples, info.config.evaluation.batch_size)):
@@ -48,6 +54,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     error = None
     fields = round_stats_fields(method)
     clips = {}  # evaluating client -> rows of its AUDIO_CLIPS (audio domains only)
+    grid_shapes = {}  # evaluating client -> shape of its SAMPLE_GRID (a lost one's rows stay blank)
     try:
         strategy = method.server(info, transport)
         for c in reporting:
@@ -56,7 +63,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         for c in evaluators:
             transport.declare(c, EVAL_SCALARS, (len(SCALARS),), np.float64, send=False)
             spec = get_domain(info.domains[c])
-            shape = grid_shape(spec.n_classes, info.arch.image_shape, cfg.evaluation.grid_per_class)
+            shape = grid_shapes[c] = grid_shape(spec.n_classes, info.arch.image_shape, cfg.evaluation.grid_per_class)
             transport.declare(c, SAMPLE_GRID, shape, np.uint8, send=False)
             n = audio_clip_count(spec.n_classes, cfg.evaluation.audio_per_class, cfg.evaluation.synthetic_samples)
             if spec.modality == "audio" and n:
@@ -112,25 +119,27 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         transport.flush()
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
-        stats = transport.recv_many(reporting, ROUND_STATS)
-        table = np.stack([stats[c] for c in reporting])  # (ranks - 1, len(fields)): clients first
+        live = [c for c in reporting if c not in strategy.lost]  # lost clients (asynchronous modes) report NaN
+        stats = transport.recv_many(live, ROUND_STATS)
+        missing = np.full(len(fields), np.nan)
+        table = np.stack([stats.get(c, missing) for c in reporting])  # (ranks - 1, len(fields)): clients first
         col = {name: table[:, i] for i, name in enumerate(fields)}  # per non-server rank
         own = {name: table[:len(clients), i] for i, name in enumerate(fields)}  # per client
         # An iteration is done when the slowest rank is done with it: whichever side (server or
         # clients) does the method's work sets the time (FedGAN's server idles, centralized's works alone).
-        client_seconds = transport.recv_many(reporting, ITERATION_SECONDS)
-        iteration_seconds = np.nanmax([seconds, *(client_seconds[c] for c in reporting)], axis=0)
+        client_seconds = transport.recv_many(live, ITERATION_SECONDS)
+        iteration_seconds = np.nanmax([seconds, *client_seconds.values()], axis=0)
 
         scores = np.full(len(domains), np.nan)
         t_eval = time.perf_counter()
         if evaluation_due(r, cfg.evaluation.every, rounds):
             got = _serve_generation(strategy, info, cfg.evaluation.generation_samples, transport)
-            scores = np.array([got[c][SCALARS.index("generation_score")] for c in evaluators])
+            scores = np.array([got[c][SCALARS.index("generation_score")] if c in got else np.nan for c in evaluators])
             if cfg.evaluation.sample_grid:
                 with transport.untimed():
-                    grids = transport.recv_many(evaluators, SAMPLE_GRID)
+                    grids = transport.recv_many(list(got), SAMPLE_GRID)
                 for d, c in zip(domains, evaluators):
-                    writer.append(f"samples/{d}", grids[c])
+                    writer.append(f"samples/{d}", grids[c] if c in grids else np.zeros(grid_shapes[c], np.uint8))
         eval_seconds = time.perf_counter() - t_eval
 
         writer.append("rounds/round", r)
@@ -160,10 +169,11 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         writer.flush()
         progress.rounds_done, progress.iterations_done = r, 0
         score_text = ", ".join(f"{d} {s:.2f}" for d, s in zip(domains, scores) if np.isfinite(s))
-        bar.set_postfix_str(f"round {r}/{rounds} D {own['loss_d'].mean():.3f} G {own['loss_g'].mean():.3f}"
+        loss_d, loss_g = _mean(own["loss_d"]), _mean(own["loss_g"])  # lost clients report NaN
+        bar.set_postfix_str(f"round {r}/{rounds} D {loss_d:.3f} G {loss_g:.3f}"
                             + (f" GS {score_text}" if score_text else ""))
-        log.info("round %d/%d: loss D %.3f G %.3f, %s%s, %.1f s (+%.1f s eval)", r, rounds, own["loss_d"].mean(),
-                 own["loss_g"].mean(), record.log, f", generation score {score_text}" if score_text else "",
+        log.info("round %d/%d: loss D %.3f G %.3f, %s%s, %.1f s (+%.1f s eval)", r, rounds, loss_d,
+                 loss_g, record.log, f", generation score {score_text}" if score_text else "",
                  wall, eval_seconds)
     bar.close()
     progress.phase = "final evaluation"
@@ -172,8 +182,10 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     got = _serve_generation(strategy, info, cfg.evaluation.synthetic_samples, transport)
     final = {}
     for d, c in zip(domains, evaluators):
-        final[d] = {k: float(v) for k, v in zip(SCALARS, got[c]) if np.isfinite(v)}
-        writer.set_attrs(f"final/{d}", **final[d])
+        if c in got:  # a lost evaluator (asynchronous modes) leaves its domain without final metrics
+            final[d] = {k: float(v) for k, v in zip(SCALARS, got[c]) if np.isfinite(v)}
+            writer.set_attrs(f"final/{d}", **final[d])
+    clips = {c: n for c, n in clips.items() if c not in strategy.lost}
     if clips:
         with transport.untimed():  # Griffin-Lim after the final metrics
             got = transport.recv_many(sorted(clips), AUDIO_CLIPS)
@@ -183,8 +195,16 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
                 writer.write_array(f"audio/{d}", got[c], sample_rate=audio.DEFAULT.sample_rate,
                                    labels=np.repeat(np.arange(k), clips[c] // k).tolist(),
                                    source="Griffin-Lim of generated log-mel spectrograms (final evaluation)")
-    rows = [row for rank_rows in transport.gather(transport.ledger.received_rows(0)) for row in rank_rows]
+    if strategy.lost:  # a lost rank never joins a collective: the ledger is rank 0's own
+        log.warning("clients %s were lost: the ledger holds what rank 0 received only, and the job ends by "
+                    "MPI_Abort(0) once the result file is complete", sorted(strategy.lost))
+        rows = transport.ledger.received_rows(0)
+        writer.set_attrs("run", lost_clients=sorted(strategy.lost))
+    else:
+        rows = [row for rank_rows in transport.gather(transport.ledger.received_rows(0)) for row in rank_rows]
     writer.write_table("ledger", ledger_table(rows))
     writer.write_table("exposure", exposure_table(rows))
-    transport.barrier()
+    if not strategy.lost:
+        transport.barrier()
+    progress.lost_clients = sorted(strategy.lost)
     return final

@@ -17,8 +17,8 @@ its backward the last, so a second buffer could start only if the body did not s
 both were done; the server therefore finishes one buffer before it opens the next (and
 never recomputes a forward to avoid that).
 
-**Round end.** A round is ``N × iterations_per_round`` client iterations, the work of a
-synchronous round. Every client's first iteration of a round is granted at the round's
+**Round end.** A round is ``N × iterations_per_round`` client iterations, N the clients live
+at its start: the work of a synchronous round. Every client's first iteration of a round is granted at the round's
 start; when a client's iteration ends the server grants it another while grants remain,
 else tells it to federate (message kind ``iteration_grant``: int64 1 = train on, 0 =
 federate). So every live client does at least one iteration per round, fast clients do more,
@@ -29,6 +29,16 @@ and with ``K = N`` every buffer holds every client and the round is exactly sync
 (buffers) served after its last iteration of the round; its federation weight is its sample
 count times ``training.staleness`` of that (FedAsync; :mod:`huscf_mpi.federation.staleness`),
 before the KLD weighting of SPEC §3. ``constant`` keeps the paper's weights.
+
+**Lost clients.** A client silent for ``training.client_timeout_s`` (a frozen process, a
+lost node) is declared lost: its outstanding grant returns to the round, it leaves buffers,
+federation and reports, and its loss is recorded (``rounds/live``, ``rounds/lost_seconds``).
+The run goes on while at least ``training.min_clients`` are live and otherwise fails. A lost
+rank never reaches the job's final collectives, so a run that lost one ends by
+``MPI_Abort(0)`` once its result file is complete. A *killed* rank cannot be survived with
+this project's MPICH (pip wheel, Hydra): even with ``mpiexec -disable-auto-cleanup`` the
+launcher signals the survivors (SIGUSR1) and ends the job, so fault tolerance covers
+stopped and unreachable clients, not dead processes (that needs ULFM-style MPI support).
 
 **Why a mode of HuSCF-GAN and not a strategy of its own:** the algorithm is unchanged (same
 split models, messages, federation); only the order in which the server serves them changes,
@@ -102,8 +112,14 @@ class RoundSchedule:
 
     @property
     def done(self) -> bool:
-        """Whether every iteration of the round has been served."""
-        return len(self.served) >= self.budget
+        """Whether every iteration of the round has been served (or nobody is left to serve)."""
+        return len(self.served) >= self.budget or not self.waiting
+
+    def lose(self, client: int) -> None:
+        """``client`` is lost: its outstanding grant (if any) goes back to the round's budget."""
+        if client in self.waiting:
+            self.waiting.discard(client)
+            self.granted -= 1
 
     def next_replayed(self) -> list[int] | None:
         """The recorded buffer to serve next (None when not replaying)."""
@@ -154,10 +170,11 @@ class RoundSchedule:
             last[c] = b
         return np.array([self.buffers - 1 - last[c] for c in self.clients], dtype=np.int64)
 
-    def buffer_histogram(self) -> np.ndarray:
-        """``h[k-1]`` = buffers of ``k`` clients this round, k = 1..len(clients), int64."""
+    def buffer_histogram(self, n: int | None = None) -> np.ndarray:
+        """``h[k-1]`` = buffers of ``k`` clients this round, k = 1..n (default ``len(clients)``), int64."""
+        n = len(self.clients) if n is None else n
         sizes = np.bincount([b for _, b in self.served], minlength=self.buffers)
-        return np.bincount(sizes, minlength=len(self.clients) + 1)[1:].astype(np.int64)
+        return np.bincount(sizes, minlength=n + 1)[1:n + 1].astype(np.int64)
 
     def record(self) -> tuple[np.ndarray, np.ndarray]:
         """``(served_client, served_buffer)``, int32 (budget,): the round's buffers for replay."""
@@ -180,7 +197,7 @@ def gather_buffer(transport, schedule: RoundSchedule, smashed_kind, k: int, dead
     if replayed is not None:
         return transport.recv_many(replayed, smashed_kind)
     got: dict[int, np.ndarray] = {}
-    peer, buf = transport.recv_any(sorted(schedule.waiting), smashed_kind)
+    peer, buf = transport.recv_any(sorted(schedule.waiting), smashed_kind)  # DeadlineExceeded: all silent
     got[peer] = buf
     closes = None if deadline_ms is None else time.perf_counter() + deadline_ms / 1000
     while len(got) < k and len(got) < len(schedule.waiting):
@@ -197,18 +214,28 @@ def gather_buffer(transport, schedule: RoundSchedule, smashed_kind, k: int, dead
 def serve_round(server, step, k: int, deadline_ms: float | None, replay=None) -> RoundSchedule:
     """Serve one asynchronous round with ``server`` (a split strategy's server side).
 
-    ``server`` provides ``clients``, ``t`` (the transport), ``SMASHED`` (the kind that opens a
-    client's iteration) and ``iterate(group, first)``, one lock-step iteration of the
-    clients ``group`` whose opening messages ``first`` (client → buffer) are already in.
+    ``server`` provides ``clients``, ``lost``, ``t`` (the transport), ``SMASHED`` (the kind that
+    opens a client's iteration), ``iterate(group, first)``, one lock-step iteration of the
+    clients ``group`` (a list it removes members from as they are lost) whose opening messages
+    ``first`` (client → buffer) are already in, and ``lose(clients, why)``.
     ``step(iterations)`` is the engine's per-step callback. Returns the round's schedule.
     """
-    schedule = RoundSchedule(list(server.clients), server.info.iterations_per_round, replay)
-    n = len(server.clients)
+    live = [c for c in server.clients if c not in server.lost]
+    schedule = RoundSchedule(live, server.info.iterations_per_round, replay)
+    n = len(live)
     while not schedule.done:
-        first = gather_buffer(server.t, schedule, server.SMASHED, k, deadline_ms)
+        try:
+            first = gather_buffer(server.t, schedule, server.SMASHED, k, deadline_ms)
+        except DeadlineExceeded as e:  # every waiting client silent for client_timeout_s
+            server.lose(e.missing, e)
+            for c in e.missing:
+                schedule.lose(c)
+            continue
         group = sorted(first)
-        server.iterate(group, first)
+        server.iterate(group, first)  # drops (and loses) members that go silent meanwhile
+        for c in set(first) - set(group):
+            schedule.lose(c)
         for c, grant in schedule.serve(group).items():
             server.t.isend(c, GRANT, np.array([grant], dtype=np.int64))
-        step(len(group) / n)
+        step(len(group) / max(n, 1))
     return schedule

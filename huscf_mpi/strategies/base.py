@@ -131,10 +131,15 @@ class ClientStrategy(ABC):
 
 
 class ServerStrategy(ABC):
-    """The server's side of an algorithm."""
+    """The server's side of an algorithm.
+
+    ``lost`` holds the clients the server has given up on (an asynchronous mode's clients
+    silent for ``training.client_timeout_s``): the engine stops expecting their reports and
+    evaluations, and ends the job without them."""
 
     def __init__(self, info: RunInfo, transport: MPITransport):
         self.info, self.t = info, transport
+        self.lost: set[int] = set()
 
     @abstractmethod
     def train_iteration(self, last_of_round: bool) -> None:

@@ -17,6 +17,8 @@ Deviation: none in the algorithm; ``training.fake_labels`` chooses SPEC §1's co
 """
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
 
 import numpy as np
@@ -26,7 +28,8 @@ from torch import nn
 from types import SimpleNamespace
 
 from .. import seeding
-from ..comm import kind
+from ..comm import DeadlineExceeded, kind
+from ..errors import ClientsLost
 from ..federation.staleness import parse_staleness
 from . import asynchronous
 from ..models import client_models, server_bodies
@@ -54,6 +57,7 @@ def _kinds() -> SimpleNamespace:
 
 
 Kind = _kinds()
+log = logging.getLogger("huscf_mpi")
 
 # (smashed up, body output down, grad of body output up, grad of smashed data down) per D pass.
 D_PASSES = {
@@ -239,6 +243,7 @@ class HuSCFServer(ServerStrategy):
             transport.declare(c, Kind.PARAMS_DOWN, (n,))
         t = cfg.training
         self.mode, self.schedule, self.rounds_served = t.mode, None, 0
+        self.round_started, self.lost_at = time.perf_counter(), {}
         self.buffer = asynchronous.buffer_size(t.mode, t.buffer, len(self.clients))
         self.staleness = parse_staleness(t.staleness)
         if self.mode != "sync":
@@ -252,7 +257,34 @@ class HuSCFServer(ServerStrategy):
         return {c: torch.from_numpy(buf).requires_grad_(True) for c, buf in got.items()}
 
     def _inputs(self, group, kind) -> dict[int, torch.Tensor]:
-        return self._leaves(self.t.recv_many(group, kind))
+        return self._leaves(self._recv(group, kind))
+
+    def _recv(self, group: list, kind) -> dict[int, np.ndarray]:
+        """One message of ``kind`` from each of ``group``. Asynchronous modes: a member silent
+        for ``training.client_timeout_s`` is lost and removed from ``group`` (in place)."""
+        try:
+            return self.t.recv_many(group, kind)
+        except DeadlineExceeded as e:
+            if self.mode == "sync":
+                raise  # the engine ends the run as failed (roles/run.py)
+            self.lose(e.missing, e)
+            group[:] = [c for c in group if c not in self.lost]
+            if not group:
+                raise _Emptied from None
+            return self.t.recv_many(group, kind)
+
+    def lose(self, clients, why) -> None:
+        """Declare ``clients`` lost (asynchronous modes): no more messages to or from them; raises
+        :class:`~huscf_mpi.errors.ClientsLost` once fewer than ``training.min_clients`` are live (the run then fails)."""
+        self.lost.update(clients)
+        for c in clients:
+            self.t.abandon(c)
+            self.lost_at[c] = time.perf_counter() - self.round_started
+        live = len(self.clients) - len(self.lost)
+        log.warning("client(s) %s lost (%s); %d clients live", sorted(clients), why, live)
+        if live < self.info.config.training.min_clients:
+            raise ClientsLost(f"{live} clients live, fewer than training.min_clients "
+                               f"({self.info.config.training.min_clients}): clients {sorted(self.lost)} were lost")
 
     def _send(self, group, kind, tensors: dict[int, torch.Tensor]) -> None:
         for c in group:
@@ -261,7 +293,7 @@ class HuSCFServer(ServerStrategy):
     def _backward(self, group, outputs: list[dict[int, torch.Tensor]], grad_kinds: list) -> None:
         tensors, grads = [], []
         for out, kind in zip(outputs, grad_kinds):
-            got = self.t.recv_many(group, kind)
+            got = self._recv(group, kind)
             for c in group:
                 tensors.append(out[c])
                 grads.append(torch.from_numpy(got[c]))
@@ -274,12 +306,21 @@ class HuSCFServer(ServerStrategy):
         if self.mode == "sync":
             return super().train_round(step)
         self.rounds_served += 1
+        self.round_started = time.perf_counter()
         self.schedule = asynchronous.serve_round(self, step, self.buffer, self.info.config.training.deadline_ms,
                                                  self.info.replay.get(self.rounds_served))
 
     def iterate(self, group, first: dict[int, np.ndarray], capture: bool = True) -> None:
         """One lock-step iteration (SPEC §1) of the clients ``group`` (ascending), whose G smashed
-        data ``first`` (client → buffer) is already in; ``capture``: keep their clustering features."""
+        data ``first`` (client → buffer) is already in; ``capture``: keep their clustering features.
+
+        Members lost on the way are removed from ``group``; when none is left the iteration ends."""
+        try:
+            self._iterate(group, first, capture)
+        except _Emptied:
+            pass
+
+    def _iterate(self, group, first, capture) -> None:
         g_body, d_body = self.bodies["g"], self.bodies["d"]
         a = self._leaves(first)
         s, _ = g_body(a)
@@ -317,40 +358,49 @@ class HuSCFServer(ServerStrategy):
         from ..federation import federate
 
         cfg, info = self.info.config, self.info
-        got = self.t.recv_many(self.clients, Kind.PARAMS_UP)
-        client_states = {c: unflatten(got[c], self.layouts[c], self.dtypes) for c in self.clients}
+        live = [c for c in self.clients if c not in self.lost]
+        got = self._recv(live, Kind.PARAMS_UP)  # may lose more clients (asynchronous modes)
+        client_states = {c: unflatten(got[c], self.layouts[c], self.dtypes) for c in live}
         server_parts = {net: [body] for net, body in self.bodies.items()}
-        features = np.stack([self.features[c] for c in self.clients])
+        features = np.stack([self.features[c] for c in live])
         k = {"domains": len(cfg.data.domains), "auto": None}.get(cfg.federation.clusters, cfg.federation.clusters)
-        n_samples = np.array([info.sizes[c] for c in self.clients], dtype=np.float64)
+        k = None if k is None else min(k, len(live))
+        n_samples = np.array([info.sizes[c] for c in live], dtype=np.float64)
         arrays = {}
         if self.schedule is not None:  # asynchronous: a stale client's contribution counts less
-            staleness = self.schedule.staleness()
-            factor = self.staleness(staleness)
-            n_samples = n_samples * factor
-            served_client, served_buffer = self.schedule.record()
-            arrays = {"iterations": self.schedule.iterations_done(), "staleness": staleness,
-                      "staleness_factor": factor, "buffer_sizes": self.schedule.buffer_histogram(),
-                      "served_client": served_client, "served_buffer": served_buffer}
+            sched = self.schedule
+            staleness = _by_client(sched.clients, sched.staleness(), self.clients, -1)
+            staleness[[self.clients.index(c) for c in self.lost]] = -1  # lost: no contribution
+            factor = self.staleness(np.maximum(staleness, 0))
+            n_samples = n_samples * factor[[self.clients.index(c) for c in live]]
+            served_client, served_buffer = sched.record()
+            width = len(self.clients) * info.iterations_per_round  # fewer when clients were lost: -1 after
+            arrays = {"iterations": _by_client(sched.clients, sched.iterations_done(), self.clients, 0),
+                      "staleness": staleness, "staleness_factor": np.where(staleness >= 0, factor, np.nan),
+                      "buffer_sizes": sched.buffer_histogram(len(self.clients)),
+                      "served_client": _padded(served_client, width), "served_buffer": _padded(served_buffer, width),
+                      "live": np.array([c not in self.lost for c in self.clients], dtype=np.int8),
+                      "lost_seconds": np.array([self.lost_at.pop(c, np.nan) for c in self.clients])}
         out = federate(
-            round_index=round_index, client_ids=self.clients, features=features,
+            round_index=round_index, client_ids=live, features=features,
             n_samples=n_samples,
             client_states=client_states, server_state=state_of(server_parts), k=k,
             alpha=cfg.federation.alpha, warmup_rounds=cfg.federation.warmup_rounds,
             seed=cfg.seed)
-        for c in self.clients:
+        for c in live:
             self.t.isend(c, Kind.PARAMS_DOWN, flatten(out.client_states[c], self.layouts[c]))
         load_state(server_parts, out.server_state)
-        domains = [info.domains[c] for c in self.clients]
-        ari = adjusted_rand_score(domains, out.labels)
-        arrays.update({"cluster_labels": np.asarray(out.labels), "kld": out.kld, "weights": out.weights,
-                       "global_kld": out.global_kld, "global_weights": out.global_weights,
+        ari = adjusted_rand_score([info.domains[c] for c in live], out.labels)
+        arrays.update({"cluster_labels": _by_client(live, out.labels, self.clients, -1),
+                       **{name: _by_client(live, getattr(out, name), self.clients, np.nan)
+                          for name in ("kld", "weights", "global_kld", "global_weights")},
                        "adjusted_rand_index": np.float64(ari)})
         mode = "FedAvg warm-up" if out.warmup else f"k={len(set(out.labels.tolist()))}"
         served = ""
         if self.schedule is not None:
             served = (f"; {self.mode}: {self.schedule.buffers} buffers, iterations per client "
-                      f"{arrays['iterations'].tolist()}, staleness {arrays['staleness'].tolist()}")
+                      f"{arrays['iterations'].tolist()}, staleness {arrays['staleness'].tolist()}"
+                      + (f", lost {sorted(self.lost)}" if self.lost else ""))
             self.schedule = None
         return RoundRecord(arrays, log=f"federation ({mode}): clusters {out.labels.tolist()}, "
                                        f"ARI vs domains {ari:.3f}{served}")
@@ -366,6 +416,22 @@ class HuSCFServer(ServerStrategy):
                 self.t.isend(c, Kind.EVAL_BODY_OUT, out[c])
         finally:
             g_body.train()
+
+
+class _Emptied(Exception):
+    """Every member of a buffer was lost mid-iteration."""
+
+
+def _by_client(ids, values, clients, fill) -> np.ndarray:
+    """``values`` (one per id of ``ids``) spread over every client of ``clients``; ``fill`` for the rest."""
+    values = np.asarray(values)
+    out = np.full(len(clients), fill, dtype=np.result_type(values.dtype, np.asarray(fill).dtype))
+    out[[clients.index(c) for c in ids]] = values
+    return out
+
+
+def _padded(values: np.ndarray, width: int) -> np.ndarray:
+    return np.concatenate([values, np.full(width - len(values), -1, dtype=values.dtype)])
 
 
 def _exposure(config) -> set[tuple[str, str, str]]:

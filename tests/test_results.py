@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from huscf_mpi.results import SCHEMA_VERSION, ResultFile, ResultWriter, summary
+from huscf_mpi.results import schema
 from huscf_mpi.results.schema import partial_path
 
 N_CLIENTS = 4
@@ -210,7 +211,24 @@ def test_writer_rejects_bad_input(tmp_path):
     with pytest.raises(TypeError):
         w.append("samples/mnist", np.zeros((2, 2)))  # image grids must be integer 0..255
     with pytest.raises(ValueError, match="differ in length"):
-        w.write_table("t", {"a": [1, 2], "b": [1]})
+        w.write_table("preflight_ranks", {"rank": [1, 2], "host": ["a"]})
+    # The layout (schema.LAYOUT) declares every name: anything else is a programming error.
+    with pytest.raises(ValueError, match="'rounds/loss_x' is not in the result layout"):
+        w.append("rounds/loss_x", 1.0)
+    with pytest.raises(ValueError, match="'t' is not in the result layout"):
+        w.write_table("t", {"a": [1]})
+    with pytest.raises(ValueError, match=r"columns \['colour'\] are not in the result layout"):
+        w.write_table("preflight_ranks", {"rank": [1], "colour": ["red"]})
+    with pytest.raises(ValueError, match="'cuts/notes' is not in the result layout"):
+        w.write_array("cuts/notes", ["x"])
+    with pytest.raises(ValueError, match="'finals/mnist' is not in the result layout"):
+        w.set_attrs("finals/mnist", accuracy=1.0)
+    with pytest.raises(TypeError, match="declared float"):
+        w.append("rounds/wall_seconds", 3)  # an int would make the dataset int for good
+    with pytest.raises(ValueError, match=r"expected shape \(R, N\)"):
+        w.append("rounds/loss_g", 0.5)
+    w.declare(schema.Dataset("rounds/loss_x", "(R,)", "float", "", "a strategy's own"))
+    w.append("rounds/loss_x", 1.0)
     with pytest.raises(ValueError, match="missing required columns"):
         w.write_table("partition", {"client": [1]})
     with pytest.raises(ValueError, match="shape"):

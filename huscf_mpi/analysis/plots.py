@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from ..data import audio, get_domain  # noqa: E402
 from ..data.errors import DataError  # noqa: E402
-from ..results import ResultFile  # noqa: E402
+from ..results import ResultFile, schema  # noqa: E402
 from .grouping import Group, group_runs, label_groups  # noqa: E402
 from .runs import load_runs  # noqa: E402
 
@@ -229,10 +229,10 @@ def _cut_panels(groups: list[Group]):
     panels = []
     for g in groups[:MAX_PANELS]:
         with _open(g.runs[0]) as rf:
-            if "cuts/cut_vectors" not in rf:
+            if schema.CUT_VECTORS not in rf:
                 continue
-            cuts = np.asarray(rf.array("cuts/cut_vectors"), dtype=int)
-            profiles = [str(p) for p in rf.table("cuts/profiles")["profile"]] if "cuts/profiles" in rf else None
+            cuts = np.asarray(rf.array(schema.CUT_VECTORS), dtype=int)
+            profiles = [str(p) for p in rf.table(schema.CUT_PROFILES)["profile"]] if schema.CUT_PROFILES in rf else None
         if profiles is not None and len(profiles) == len(cuts):
             names = list(dict.fromkeys(sorted(profiles)))
             rows, labels = [], []

@@ -153,8 +153,8 @@ def _run_values(rf: ResultFile, gs_threshold: float | None = None) -> tuple[list
     if predicted is not None:
         values[("", "predicted_s_per_it")] = predicted
     measured = _lookup(rf, MEASURED_SOURCES)
-    if measured is None and train_s is not None and "run" in rf:
-        iters = _finite(rf.attrs("run").get("iterations_per_round"))
+    if measured is None and train_s is not None and schema.RUN in rf:
+        iters = _finite(rf.attrs(schema.RUN).get("iterations_per_round"))
         n_rounds = len(rf.array("rounds/wall_seconds"))
         if iters and n_rounds:
             measured = train_s / (iters * n_rounds)

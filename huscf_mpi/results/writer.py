@@ -1,5 +1,11 @@
 """Write a run's result file (rank 0 only); layout in :mod:`huscf_mpi.results.schema`.
 
+Every dataset, table and attribute group it is asked to write must be declared in
+``schema.LAYOUT`` (or by :meth:`ResultWriter.declare`): an undeclared name, a column a table
+does not declare, or a value of the wrong number of axes or dtype kind raises ``ValueError`` /
+``TypeError`` at once, so a test that writes it fails instead of the file drifting from its
+documentation.
+
 The file is written at ``<path>.partial`` and renamed to ``<path>`` only by
 ``close(status="complete")``, which writes "complete" after the rename, so a crashed, failed
 or interrupted run can never be mistaken for a finished one: it stays ``.partial`` with root
@@ -134,6 +140,18 @@ def _as_stored(array, dtype=None) -> np.ndarray:
     return arr
 
 
+def _check_kind(what: str, declared: str, arr: np.ndarray) -> None:
+    """``TypeError`` unless ``arr``'s values are of the ``declared`` dtype's kind (empty arrays pass:
+    ``np.asarray([])`` is float whatever the column holds)."""
+    if arr.size and not schema.kind_matches(declared, arr.dtype):
+        raise TypeError(f"{what}: declared {declared} in the result layout, got {arr.dtype} values")
+
+
+def _check_axes(key: str, entry: schema.Dataset, shape: tuple) -> None:
+    if len(shape) not in entry.ranks or any(shape[i] != n for i, n in entry.fixed_axes().items() if i < len(shape)):
+        raise ValueError(f"{key!r}: expected shape {entry.shape} (result layout), got {shape}")
+
+
 class ResultWriter:
     """Incremental writer of one run's HDF5 result file.
 
@@ -185,6 +203,7 @@ class ResultWriter:
         self._file = h5py.File(self.partial_path, "w", libver=("v108", "latest"), track_order=True,
                                locking="best-effort")
         self.status = schema.STATUS_RUNNING
+        self._declared: list = []  # entries beyond schema.LAYOUT (declare)
         root = self._file.attrs
         root["schema_version"] = np.int64(schema.SCHEMA_VERSION)
         root["status"] = schema.STATUS_RUNNING
@@ -226,7 +245,26 @@ class ResultWriter:
         parent, _, leaf = name.rpartition("/")
         return self._group(parent), leaf
 
+    def _entry(self, name: str, kind: type):
+        """The layout entry of ``kind`` declaring ``name``; ``ValueError`` naming it if none does."""
+        entry = schema.find(name, kind, self._declared)
+        if entry is None:
+            what = {schema.Dataset: "dataset", schema.Table: "table", schema.Attrs: "attribute group"}[kind]
+            raise ValueError(f"{what} {name!r} is not in the result layout: declare it in "
+                             "huscf_mpi.results.schema.LAYOUT (a strategy outside the package: Strategy.records) "
+                             "and in docs/results.md")
+        return entry
+
     # ------------------------------------------------------------------ writing
+    def declare(self, *entries) -> None:
+        """Extend the layout of this file with :class:`~huscf_mpi.results.schema.Dataset` /
+        ``Table`` / ``Attrs`` entries: what a strategy defined outside the package records
+        (``Strategy.records``, e.g. its ``rounds/<name>``). The package's own are in ``schema.LAYOUT``."""
+        for entry in entries:
+            if not isinstance(entry, (schema.Dataset, schema.Table, schema.Attrs)):
+                raise TypeError(f"not a layout entry: {entry!r}")
+        self._declared.extend(entries)
+
     def write_provenance(self, **attrs) -> None:
         """Set attributes of ``/provenance`` (merged with earlier calls).
 
@@ -244,6 +282,8 @@ class ResultWriter:
         """
         f = self._open()
         key = group.strip("/")
+        if schema.find(key, schema.Attrs, self._declared) is None:
+            self._entry(key, schema.Dataset)  # attributes of a declared dataset (e.g. audio/<domain>)
         if not key:
             reserved = sorted(set(attrs) & set(schema.ROOT_ATTRS + schema.STOP_ATTRS))
             if reserved:
@@ -270,6 +310,11 @@ class ResultWriter:
             Columns of unequal length, not 1-D, or required columns missing.
         """
         key = group.strip("/")
+        declared = {c.name: c for c in self._entry(key, schema.Table).columns}
+        unknown = [c for c in columns if c not in declared]
+        if unknown:
+            raise ValueError(f"table {key!r}: columns {unknown} are not in the result layout "
+                             "(huscf_mpi.results.schema.LAYOUT)")
         spec = schema.TABLES.get(key, {})
         missing = [c for c in spec if c not in columns]
         if missing:
@@ -284,6 +329,7 @@ class ResultWriter:
                 arr = _as_stored(values, dtype)
             if arr.ndim != 1:
                 raise ValueError(f"table {key!r}: column {name!r} must be 1-D, got shape {arr.shape}")
+            _check_kind(f"table {key!r}: column {name!r}", declared[name].dtype, arr)
             prepared[name] = arr
         lengths = {name: len(a) for name, a in prepared.items()}
         if len(set(lengths.values())) > 1:
@@ -299,15 +345,15 @@ class ResultWriter:
     def write_array(self, name: str, array, **attrs) -> None:
         """Write dataset ``name`` (e.g. "cuts/cut_vectors", "domains"), replacing any old one.
 
-        Known arrays (``schema.ARRAYS``) are checked and cast, e.g. cut vectors must be
-        (N, 4) integers and are stored as int32. Strings become variable-length UTF-8.
-        ``attrs`` are set on the dataset.
+        Checked against its layout entry: number of axes, axes of literal length, dtype kind;
+        an exact declared dtype is cast to, e.g. cut vectors must be (N, 4) integers and are
+        stored as int32. Strings become variable-length UTF-8. ``attrs`` are set on the dataset.
         """
         key = name.strip("/")
-        dtype, shape = schema.ARRAYS.get(key, (None, None))
-        arr = _as_stored(array, dtype)
-        if shape is not None and (arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape))):
-            raise ValueError(f"{key!r}: expected shape {shape}, got {arr.shape}")
+        entry = self._entry(key, schema.Dataset)
+        arr = _as_stored(array, schema.exact_dtype(entry.dtype))
+        _check_axes(key, entry, arr.shape)
+        _check_kind(repr(key), entry.dtype, arr)
         parent, leaf = self._parent_and_leaf(key)
         if leaf in parent:
             del parent[leaf]
@@ -318,8 +364,9 @@ class ResultWriter:
     def append(self, name: str, value) -> None:
         """Append one row to the growable dataset ``name`` (e.g. "rounds/loss_d").
 
-        The first call creates it with shape ``(1, *value.shape)`` and the value's dtype
-        (``samples/*`` is stored as uint8); later values must have the same trailing shape
+        The first call creates it with shape ``(1, *value.shape)`` and the value's dtype, or the
+        exact dtype its layout entry declares (``samples/*`` is stored as uint8); the number of
+        axes and the dtype kind must match the entry. Later values must have the same trailing shape
         and a dtype castable within the same kind (int into a float dataset is fine, float
         into an int one raises ``TypeError``).
 
@@ -332,8 +379,8 @@ class ResultWriter:
         """
         f = self._open()
         key = name.strip("/")
-        is_sample = key.startswith(schema.SAMPLES + "/")
-        arr = _as_stored(value, np.uint8 if is_sample else None)
+        entry = self._entry(key, schema.Dataset)
+        arr = _as_stored(value, schema.exact_dtype(entry.dtype))
         if key in f:
             ds = f[key]
             if not isinstance(ds, h5py.Dataset) or not ds.maxshape or ds.maxshape[0] is not None:
@@ -349,6 +396,8 @@ class ResultWriter:
             ds.resize(n + 1, axis=0)
             ds[n] = arr
             return
+        _check_axes(key, entry, (None, *arr.shape))
+        _check_kind(repr(key), entry.dtype, arr)
         parent, leaf = self._parent_and_leaf(key)
         dtype = _STR_DTYPE if arr.dtype == object else arr.dtype
         row_bytes = max(1, int(np.prod(arr.shape, dtype=np.int64)) * (8 if arr.dtype == object else arr.dtype.itemsize))

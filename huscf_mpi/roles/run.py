@@ -241,6 +241,7 @@ def _train(config, transport, data_root, overwrite, state) -> None:
     from ..results.writer import utc_now
 
     writer, state.iterations = state.writer, info.iterations_per_round
+    writer.declare(*method.records)  # what a strategy outside the package adds to the layout
     _write_setup(writer, info, summary, hosts, transport, plan.record)
     t0 = time.time()
     log.info("%s: %d clients, %d iterations per round, %d rounds; writing %s", TITLES.get(method.name, method.name),

@@ -198,6 +198,10 @@ class Strategy:
     needs_profiles : set-up gives every rank a device profile (:attr:`RunInfo.profiles`) even
         without ``cut_selection.devices``: measured by timing the blocks, as ``cuts: ga`` does.
     modes : the ``training.mode`` values the method implements (config load refuses others).
+    records : result-layout entries (``huscf_mpi.results.schema.Dataset`` / ``Table``) of what
+        the strategy records beyond ``schema.LAYOUT``: the ``rounds/<name>`` of its
+        ``client_values`` and :class:`RoundRecord` arrays and its ``strategy/<name>`` tables. The
+        package's strategies declare theirs in ``schema.LAYOUT``; the writer refuses undeclared names.
     """
 
     name: str
@@ -209,6 +213,7 @@ class Strategy:
     devices_per_client: Callable[[Config], int] = lambda config: 1
     needs_profiles: bool = False
     modes: tuple[str, ...] = ("sync",)
+    records: tuple = ()  # schema.Dataset / schema.Table; not imported here: clients load no h5py
 
 
 def fake_labels(config: Config, y: torch.Tensor, generator: torch.Generator, n_classes: int) -> torch.Tensor:

@@ -3,7 +3,8 @@
 Each iteration every client sends the mean of its real batch's labels up as one float32
 number (payload "losses", so the ledger has something to classify); the server adds them up
 and at each round's end sends every client the round's total. Each client reports its own
-count of iterations as a ``client_values`` entry. Nothing in the engine knows this strategy:
+count of iterations as a ``client_values`` entry, and declares both per-round datasets
+(``records``: the result writer refuses undeclared names). Nothing in the engine knows this strategy:
 it is registered from here and run through ``roles.run.train``.
 
 Usage: mpiexec -n 3 python tests/mpi/toy_strategy.py CONFIG.yaml OUT.h5 DATA_ROOT
@@ -16,6 +17,7 @@ import torch
 from huscf_mpi import registry
 from huscf_mpi.comm import kind
 from huscf_mpi.config import load_config
+from huscf_mpi.results.schema import Dataset
 from huscf_mpi.roles import run
 from huscf_mpi.strategies import ClientStrategy, RoundRecord, ServerStrategy, Strategy
 
@@ -61,7 +63,9 @@ class ToyServer(ServerStrategy):
 
 
 STRATEGY = Strategy("toy", ToyClient, ToyServer, uses_cuts=False, client_values=("toy_iterations",),
-                    exposure=lambda config: {("losses", "client", "server"), ("losses", "server", "client")})
+                    exposure=lambda config: {("losses", "client", "server"), ("losses", "server", "client")},
+                    records=(Dataset("rounds/toy_iterations", "(R, N)", "float", "", "iterations of each client so far"),
+                             Dataset("rounds/toy_total", "(R,)", "float", "", "sum of the clients' label means")))
 
 if __name__ == "__main__":
     config, out, data_root = sys.argv[1:]

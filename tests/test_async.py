@@ -17,8 +17,8 @@ import yaml
 
 from huscf_mpi.analysis.stats import time_to_quality
 from huscf_mpi.results import ResultFile
-from huscf_mpi.results.replay import replay_buffers
-from huscf_mpi.strategies.asynchronous import FEDERATE, TRAIN_ON, RoundSchedule, buffer_size
+from huscf_mpi.results.replay import replay_round
+from huscf_mpi.strategies.asynchronous import FEDERATE, PHASE_BITS, TRAIN_ON, RoundSchedule, buffer_size
 
 from .conftest import DATA, checkout_env, huscf_cli, mpiexec, needs_data, run_mpi
 
@@ -38,19 +38,24 @@ def test_schedule_grants_a_rounds_work_and_records_staleness():
     assert s.buffer_histogram().tolist() == [2, 2, 0]  # two buffers of 1 client, two of 2
     client, buffer = s.record()
     assert client.tolist() == [1, 2, 3, 1, 2, 3] and buffer.tolist() == [0, 0, 1, 2, 3, 3]
-    assert replay_buffers(client, buffer) == [[1, 2], [3], [1], [2, 3]]
+    replay = replay_round(client, buffer, [0, 1, -1])
+    assert replay.members == [[1, 2], [3], [1], [2, 3]] and replay.events == [0, 1]
     with pytest.raises(ValueError, match=r"clients \[1\] were served without an outstanding grant"):
         s.serve([1])
 
 
-def test_replayed_schedule_serves_the_recorded_buffers():
-    s = RoundSchedule([1, 2], iterations=1, replay=[[2], [1]])
-    assert s.next_replayed() == [2]
-    s.serve([2])
-    assert s.next_replayed() == [1]
-    s.serve([1])
-    with pytest.raises(RuntimeError, match="recorded round has 2 buffers"):
-        s.next_replayed()
+def test_buffers_in_flight_complete_out_of_order():
+    s = RoundSchedule([1, 2, 3], iterations=1)
+    a, b = s.open([2, 1]), s.open([3])          # two buffers in flight, ids in opening order
+    s.ran(a, 0), s.ran(b, 0), s.ran(b, 5), s.ran(a, 5)
+    assert s.serve([3], b) == {3: FEDERATE}      # budget 3 = the three first iterations
+    assert s.serve([1, 2], a) == {1: FEDERATE, 2: FEDERATE} and s.done
+    assert s.completed == [b, a] and s.members == [[1, 2], [3]]
+    assert s.staleness().tolist() == [0, 0, 1]   # client 3's buffer completed before 1 and 2's
+    assert s.events == [a * PHASE_BITS, b * PHASE_BITS, b * PHASE_BITS + 5, a * PHASE_BITS + 5]
+    assert replay_round(*s.record(), s.events).members == [[1, 2], [3]]
+    s.lose(1)  # not waiting any more: nothing to return
+    assert s.granted == 3
 
 
 def test_buffer_size_by_mode():

@@ -259,7 +259,28 @@ class MPITransport:
         first = self._next_first.get(int(kind))
         start = wanted.index(first) if first in wanted else 0
         order = wanted[start:] + wanted[:start]
-        slots = [self._recv[(p, kind)] for p in order]
+        peer, _, buffer = self.recv_first([(p, kind) for p in order], timeout)
+        if queue:
+            queue.popleft()
+        self._next_first[int(kind)] = order[(order.index(peer) + 1) % len(order)]
+        return peer, buffer
+
+    def recv_first(self, pairs, timeout: float | None = None) -> tuple[int, Kind, np.ndarray]:
+        """Wait for the first message of any ``(peer, kind)`` of ``pairs``; returns ``(peer, kind, buffer)``.
+
+        The general form of :meth:`recv_any` (several kinds at once, no replay): a receive is
+        posted for every pair that has none, the others stay posted; when several messages are
+        in, the earliest pair in ``pairs`` wins. Ledger, pacing and :attr:`arrivals` as in
+        :meth:`recv_any`. Raises :class:`DeadlineExceeded` (naming every peer of ``pairs``)
+        once ``timeout`` seconds (None: :attr:`wait_timeout`) pass without a message, and
+        ``ValueError`` if ``pairs`` is empty.
+        """
+        pairs = list(pairs)
+        if not pairs:
+            raise ValueError(f"rank {self.rank}: recv_first over no (peer, kind) pairs")
+        for p, k in pairs:
+            self.post(p, k)
+        slots = [self._recv[pair] for pair in pairs]
         requests = [s.request for s in slots]
         timeout = self.wait_timeout if timeout is None else timeout
         deadline = None if timeout is None else time.perf_counter() + timeout
@@ -275,16 +296,13 @@ class MPITransport:
                 return done
 
             if not self._poll(test, deadline):
-                raise DeadlineExceeded(self.rank, kind, wanted, timeout)
+                raise DeadlineExceeded(self.rank, pairs[0][1], {p for p, _ in pairs}, timeout)
             index = got[0]
-        peer = order[index]
-        if queue:
-            queue.popleft()
-        self._next_first[int(kind)] = order[(index + 1) % len(order)]
+        peer, kind = pairs[index]
         buffer = self._take(peer, kind, slots[index])
         self.arrivals.append((int(kind), peer))
         self._sweep()
-        return peer, buffer
+        return peer, kind, buffer
 
     @contextmanager
     def untimed(self):

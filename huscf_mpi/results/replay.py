@@ -1,9 +1,10 @@
 """Read the buffers of an asynchronous run back, to replay it (``huscf-mpi train --replay FILE``, issue 10).
 
 An asynchronous server records, per round, which client iterations it served in which
-buffer (``rounds/served_client``, ``rounds/served_buffer``, int32 (R, N·I)). A run fed those
-buffers forms the same ones whatever the order its messages arrive in, so its per-round
-losses, scores and final metrics equal the recorded run's bit for bit.
+buffer (``rounds/served_client``, ``rounds/served_buffer``, int32 (R, N·I)) and the order
+in which the buffers' phases ran (``rounds/served_events``, int32 (R, 6·N·I)). A run fed
+those serves the same buffers in the same order whatever the order its messages arrive in,
+so its per-round losses, scores and final metrics equal the recorded run's bit for bit.
 """
 from __future__ import annotations
 
@@ -26,12 +27,20 @@ def _flat(tree: dict, prefix: str = "") -> dict:
     return out
 
 
-def replay_buffers(served_client: np.ndarray, served_buffer: np.ndarray) -> list[list[int]]:
-    """One round's recorded buffers as lists of client ids, in serving order."""
-    out: dict[int, list[int]] = {}
+def replay_round(served_client, served_buffer, served_events):
+    """One recorded round as a :class:`~huscf_mpi.strategies.asynchronous.Replay`: the members of
+    each buffer (by id, from the completed client iterations) and the phase events in order
+    (``-1`` padding dropped)."""
+    from ..strategies.asynchronous import Replay
+
+    members: dict[int, list[int]] = {}
     for c, b in zip(np.asarray(served_client).tolist(), np.asarray(served_buffer).tolist()):
-        out.setdefault(int(b), []).append(int(c))
-    return [out[b] for b in sorted(out)]
+        if c >= 0:
+            members.setdefault(int(b), []).append(int(c))
+    if sorted(members) != list(range(len(members))):
+        raise ValueError("a buffer of the recorded round never completed (a lost client?): it cannot be replayed")
+    events = [int(e) for e in np.asarray(served_events).tolist() if e >= 0]
+    return Replay([sorted(members[b]) for b in range(len(members))], events)
 
 
 def load_replay(path: str, config) -> dict[int, list[list[int]]]:
@@ -45,10 +54,11 @@ def load_replay(path: str, config) -> dict[int, list[list[int]]]:
     try:
         with ResultFile(path, allow_incomplete=True) as r:
             recorded = yaml.safe_load(r.provenance["config_yaml"])
-            if not {"rounds/served_client", "rounds/served_buffer"} <= {f"rounds/{k}" for k in r.keys("rounds")}:
+            names = ("rounds/served_client", "rounds/served_buffer", "rounds/served_events")
+            if not set(names) <= {f"rounds/{k}" for k in r.keys("rounds")}:
                 raise ValueError(f"{where} holds no recorded buffers: only buffered and sequential runs can be "
                                  "replayed")
-            clients, buffers = r.array("rounds/served_client"), r.array("rounds/served_buffer")
+            clients, buffers, events = (r.array(name) for name in names)
     except (OSError, KeyError) as e:
         raise ValueError(f"{where} is not a readable huscf-mpi result file ({e})") from None
     ours = _flat(config.model_dump(mode="json"))
@@ -59,4 +69,7 @@ def load_replay(path: str, config) -> dict[int, list[list[int]]]:
         if ours.get(key) != theirs.get(key):
             raise ValueError(f"{where} was run with {key} = {theirs.get(key)!r}, this run has {ours.get(key)!r}; "
                              "a replay needs the recorded run's config")
-    return {r + 1: replay_buffers(clients[r], buffers[r]) for r in range(len(clients))}
+    try:
+        return {r + 1: replay_round(clients[r], buffers[r], events[r]) for r in range(len(clients))}
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None

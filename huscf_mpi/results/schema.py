@@ -238,7 +238,10 @@ LAYOUT: tuple[Dataset | Table | Attrs, ...] = (
             "huscf"),
     Dataset("rounds/served_client", "(R, N·I)", "int32", "", "every client iteration of the round in serving "
             "order: its client (-1 pads a round that lost clients); what train --replay reads", "huscf"),
-    Dataset("rounds/served_buffer", "(R, N·I)", "int32", "", "the buffer index of each of those (-1 pads)", "huscf"),
+    Dataset("rounds/served_buffer", "(R, N·I)", "int32", "", "the buffer id (in opening order) of each of those "
+            "(-1 pads)", "huscf"),
+    Dataset("rounds/served_events", "(R, 6·N·I)", "int32", "", "every server phase run, in order: buffer id x 8 + "
+            "phase (0 G forward .. 5 G backward); -1 pads; what train --replay follows", "huscf"),
     Dataset("rounds/live", "(R, N)", "int8", "", "1 if the client was live at the round's end, 0 once lost", "huscf"),
     Dataset("rounds/lost_seconds", "(R, N)", "float64", "s", "seconds into the round when the client was declared "
             "lost; NaN in every other round", "huscf"),

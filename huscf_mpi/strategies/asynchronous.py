@@ -4,51 +4,58 @@ In synchronous mode (SPEC §1) every message kind of an iteration is a barrier o
 clients, so the federation moves at the pace of its slowest device. Here the server serves
 *buffers*: the first ``K`` clients whose next iteration is ready (``training.buffer``; 1 in
 ``sequential`` mode, SplitFed v2-style), or whoever has arrived ``training.deadline_ms`` after
-the buffer's first arrival. A buffer runs one iteration of the lock-step protocol among its
-members: the server body runs on the concatenation of their smashed data (client-id order),
-sends results back to them, accumulates the body's gradients and steps its optimizers when
-the buffer's backward passes are all in. A client that is not in the buffer keeps computing
-or waits for the server, never for another client's reply; a client that misses a deadline
-joins a later buffer.
+the buffer's first arrival, or every client that can still come. A buffer runs one iteration
+of the split protocol among its members: the server body runs on the concatenation of their
+smashed data (client-id order), sends results back to them, and steps its optimizers when
+the buffer's backward passes are all in.
 
-**One buffer in flight.** PyTorch forbids stepping a module between a forward pass through it
-and that pass's backward. The generator body's forward is a client's first server step and
-its backward the last, so a second buffer could start only if the body did not step until
-both were done; the server therefore finishes one buffer before it opens the next (and
-never recomputes a forward to avoid that).
+**Many buffers in flight.** The server is an event loop over every message it expects
+(:meth:`~huscf_mpi.comm.MPITransport.recv_first`): each buffer advances through the
+strategy's *phases* (HuSCF-GAN: G forward, D forward, D backward and step, D forward in the
+G step, its backward, G backward and step) as soon as its own members' messages of the phase
+are in, whatever other buffers are doing. So a fast client starts its next iteration as soon
+as its own replies are in, and never waits for a client outside its buffer. PyTorch forbids
+stepping a module between a forward pass through it and that pass's backward; instead of
+recomputing, each buffer's forward runs on a *snapshot* of the body's parameters (weight
+stashing, as in PipeDream): its backward gives gradients on that snapshot, which are applied
+to the live parameters by the optimizer step. Another buffer's step in between makes them
+stale by that many steps, the asynchronous trade-off; BatchNorm statistics are the live ones.
 
 **Round end.** A round is ``N × iterations_per_round`` client iterations, N the clients live
-at its start: the work of a synchronous round. Every client's first iteration of a round is granted at the round's
-start; when a client's iteration ends the server grants it another while grants remain,
-else tells it to federate (message kind ``iteration_grant``: int64 1 = train on, 0 =
-federate). So every live client does at least one iteration per round, fast clients do more,
-and with ``K = N`` every buffer holds every client and the round is exactly synchronous
-(bit for bit: same order of concatenation, same steps, same random draws).
+at its start: the work of a synchronous round. Every client's first iteration of a round is
+granted at the round's start; when a client's iteration ends the server grants it another
+while grants remain, else tells it to federate (message kind ``iteration_grant``: int64 1 =
+train on, 0 = federate). So every live client does at least one iteration per round and fast
+clients do more. With ``K = N`` every buffer holds every client, one is in flight at a time,
+and the round is exactly synchronous (bit for bit: the same order of concatenation, the same
+steps, the same random draws; the synchronous mode runs the same phases in lock-step).
 
-**Staleness.** A client's staleness at a round's federation is the number of server steps
-(buffers) served after its last iteration of the round; its federation weight is its sample
-count times ``training.staleness`` of that (FedAsync; :mod:`huscf_mpi.federation.staleness`),
+**Staleness.** A client's staleness at a round's federation is the number of buffers
+completed after its last iteration of the round; its federation weight is its sample count
+times ``training.staleness`` of that (FedAsync; :mod:`huscf_mpi.federation.staleness`),
 before the KLD weighting of SPEC §3. ``constant`` keeps the paper's weights.
 
-**Lost clients.** A client silent for ``training.client_timeout_s`` (a frozen process, a
-lost node) is declared lost: its outstanding grant returns to the round, it leaves buffers,
-federation and reports, and its loss is recorded (``rounds/live``, ``rounds/lost_seconds``).
-The run goes on while at least ``training.min_clients`` are live and otherwise fails. A lost
-rank never reaches the job's final collectives, so a run that lost one ends by
-``MPI_Abort(0)`` once its result file is complete. A *killed* rank cannot be survived with
-this project's MPICH (pip wheel, Hydra): even with ``mpiexec -disable-auto-cleanup`` the
-launcher signals the survivors (SIGUSR1) and ends the job, so fault tolerance covers
-stopped and unreachable clients, not dead processes (that needs ULFM-style MPI support).
+**Lost clients.** A client that owes the server a message for longer than
+``training.client_timeout_s`` (a frozen process, a lost node) is declared lost: its
+outstanding grant returns to the round, it leaves its buffer, federation and reports, and its
+loss is recorded (``rounds/live``, ``rounds/lost_seconds``). The run goes on while at least
+``training.min_clients`` are live and otherwise fails. A lost rank never reaches the job's
+final collectives, so a run that lost one ends by ``MPI_Abort(0)`` once its result file is
+complete. A *killed* rank cannot be survived with this project's MPICH (pip wheel, Hydra):
+even with ``mpiexec -disable-auto-cleanup`` the launcher signals the survivors (SIGUSR1) and
+ends the job, so fault tolerance covers stopped and unreachable clients, not dead processes
+(that needs ULFM-style MPI support).
 
 **Why a mode of HuSCF-GAN and not a strategy of its own:** the algorithm is unchanged (same
 split models, messages, federation); only the order in which the server serves them changes,
 and ``K = N`` must reproduce the synchronous run, so results of both modes stay comparable in
-one strategy's rows. The schedule below knows nothing of models; it is the part another
-split strategy would reuse.
+one strategy's rows. The loop below knows nothing of models: a split strategy provides its
+phases and reuses it.
 
-**Replay.** Each round's buffers (which clients, in which order) are recorded; a run given
-them (:attr:`RoundSchedule.replay`) forms the same buffers whatever the arrival order, so an
-asynchronous run can be repeated bit for bit (``huscf-mpi train --replay FILE``).
+**Replay.** Each round's buffers (members) and the order in which their phases ran are
+recorded; a run given them serves the same buffers and runs the same phases in the same
+order whatever the arrival order, so an asynchronous run can be repeated bit for bit
+(``huscf-mpi train --replay FILE``; runs that lost clients are not replayable).
 
 Deviation from issue 10: BatchNorm in the body sees a buffer's clients only (one client in
 sequential mode); no other norm is offered yet.
@@ -65,6 +72,7 @@ from ..comm import DeadlineExceeded, kind
 
 GRANT = kind("iteration_grant", 62, "protocol", "control")  # int64 (1,): 1 = train on, 0 = federate
 TRAIN_ON, FEDERATE = 1, 0
+PHASE_BITS = 8  # an event is buffer * PHASE_BITS + phase (rounds/served_events)
 
 
 def buffer_size(mode: str, buffer: int | None, n_clients: int) -> int:
@@ -79,31 +87,33 @@ def buffer_size(mode: str, buffer: int | None, n_clients: int) -> int:
 
 @dataclass
 class RoundSchedule:
-    """The bookkeeping of one asynchronous round: grants, buffers served, staleness. Pure (no MPI).
+    """The bookkeeping of one asynchronous round: grants, buffers, events, staleness. Pure (no MPI).
 
     Parameters
     ----------
     clients : the live client ids, ascending.
     iterations : iterations per client of a synchronous round (``iterations_per_round``).
-    replay : the buffers to serve, in order (lists of client ids), from a recorded run; None
-        for live arrivals.
 
     Attributes
     ----------
     budget : client iterations of the round, ``len(clients) * iterations``.
     granted : iterations granted so far (every client's first at the start).
-    waiting : clients granted an iteration not yet served (the peers to receive from).
-    served : ``(client, buffer index)`` of every client iteration served, in order.
+    waiting : clients granted an iteration not yet completed.
+    members : buffer id → its clients (ascending), in opening order (ids 0, 1, ...).
+    served : ``(client, buffer id)`` of every client iteration completed, in completion order.
+    completed : buffer ids in completion order.
+    events : ``buffer id * PHASE_BITS + phase`` of every phase run, in order.
     """
 
     clients: list[int]
     iterations: int
-    replay: list[list[int]] | None = None
     budget: int = 0
     granted: int = 0
     waiting: set[int] = field(default_factory=set)
+    members: list[list[int]] = field(default_factory=list)
     served: list[tuple[int, int]] = field(default_factory=list)
-    buffers: int = 0
+    completed: list[int] = field(default_factory=list)
+    events: list[int] = field(default_factory=list)
 
     def __post_init__(self):
         self.budget = len(self.clients) * self.iterations
@@ -115,22 +125,28 @@ class RoundSchedule:
         """Whether every iteration of the round has been served (or nobody is left to serve)."""
         return len(self.served) >= self.budget or not self.waiting
 
+    @property
+    def buffers(self) -> int:
+        """Buffers completed so far."""
+        return len(self.completed)
+
+    def open(self, group) -> int:
+        """Record a new buffer of the clients ``group``; returns its id."""
+        self.members.append(sorted(group))
+        return len(self.members) - 1
+
+    def ran(self, buffer: int, phase: int) -> None:
+        """Record that ``phase`` of ``buffer`` ran."""
+        self.events.append(buffer * PHASE_BITS + phase)
+
     def lose(self, client: int) -> None:
         """``client`` is lost: its outstanding grant (if any) goes back to the round's budget."""
         if client in self.waiting:
             self.waiting.discard(client)
             self.granted -= 1
 
-    def next_replayed(self) -> list[int] | None:
-        """The recorded buffer to serve next (None when not replaying)."""
-        if self.replay is None:
-            return None
-        if self.buffers >= len(self.replay):
-            raise RuntimeError(f"replay: the recorded round has {len(self.replay)} buffers, this one needs more")
-        return list(self.replay[self.buffers])
-
-    def serve(self, group) -> dict[int, int]:
-        """Record that the buffer ``group`` has been served; returns each member's grant.
+    def serve(self, group, buffer: int = -1) -> dict[int, int]:
+        """Record that buffer ``buffer`` (default: a new one) completed for ``group``; returns each member's grant.
 
         Members are taken in ascending id order: while grants remain each gets
         :data:`TRAIN_ON` (and waits again), then :data:`FEDERATE`. Raises ``ValueError`` if a
@@ -140,102 +156,177 @@ class RoundSchedule:
         stray = [c for c in group if c not in self.waiting]
         if stray:
             raise ValueError(f"clients {stray} were served without an outstanding grant")
+        if buffer < 0:
+            buffer = self.open(group)
         out = {}
         for c in group:
             self.waiting.discard(c)
-            self.served.append((c, self.buffers))
+            self.served.append((c, buffer))
             if self.granted < self.budget:
                 self.granted += 1
                 self.waiting.add(c)
                 out[c] = TRAIN_ON
             else:
                 out[c] = FEDERATE
-        self.buffers += 1
+        self.completed.append(buffer)
         return out
 
     def iterations_done(self) -> np.ndarray:
-        """Client iterations served this round, per client (``clients`` order), int64."""
+        """Client iterations completed this round, per client (``clients`` order), int64."""
         counts = {c: 0 for c in self.clients}
         for c, _ in self.served:
             counts[c] += 1
         return np.array([counts[c] for c in self.clients], dtype=np.int64)
 
     def staleness(self) -> np.ndarray:
-        """Per client (``clients`` order): buffers served after its last iteration, int64.
+        """Per client (``clients`` order): buffers completed after its last iteration, int64.
 
         A client never served this round (impossible while every client's first iteration is
         granted) would count every buffer."""
+        position = {b: i for i, b in enumerate(self.completed)}
         last = {c: -1 for c in self.clients}
         for c, b in self.served:
-            last[c] = b
-        return np.array([self.buffers - 1 - last[c] for c in self.clients], dtype=np.int64)
+            last[c] = position[b]
+        return np.array([len(self.completed) - 1 - last[c] for c in self.clients], dtype=np.int64)
 
     def buffer_histogram(self, n: int | None = None) -> np.ndarray:
-        """``h[k-1]`` = buffers of ``k`` clients this round, k = 1..n (default ``len(clients)``), int64."""
+        """``h[k-1]`` = completed buffers of ``k`` clients this round, k = 1..n (default ``len(clients)``), int64."""
         n = len(self.clients) if n is None else n
-        sizes = np.bincount([b for _, b in self.served], minlength=self.buffers)
-        return np.bincount(sizes, minlength=n + 1)[1:n + 1].astype(np.int64)
+        sizes = np.bincount([len(self.members[b]) for b in self.completed], minlength=n + 1)
+        return sizes[1:n + 1].astype(np.int64)
 
     def record(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(served_client, served_buffer)``, int32 (budget,): the round's buffers for replay."""
+        """``(served_client, served_buffer)``, int32 (len(served),): every completed client
+        iteration in completion order, and the id of its buffer."""
         arr = np.array(self.served, dtype=np.int32).reshape(-1, 2)
         return arr[:, 0].copy(), arr[:, 1].copy()
 
 
-def gather_buffer(transport, schedule: RoundSchedule, smashed_kind, k: int, deadline_ms: float | None
-                  ) -> dict[int, np.ndarray]:
-    """Receive the next buffer's first message (``smashed_kind``) from up to ``k`` waiting clients.
+@dataclass
+class Replay:
+    """One recorded round to serve again: buffer members by id and the phase events in order."""
 
-    Live: in arrival order (``transport.recv_any``), the first waits up to the transport's
-    ``wait_timeout``; the buffer closes at ``k`` arrivals, when every waiting client has
-    arrived, or ``deadline_ms`` after the first arrival (with whoever is in by then).
-    Replayed: exactly the recorded clients. Returns client → the transport's buffer (consume
-    before that client's next message of the kind). Raises
-    :class:`~huscf_mpi.comm.DeadlineExceeded` if nobody arrives within ``wait_timeout``.
-    """
-    replayed = schedule.next_replayed()
-    if replayed is not None:
-        return transport.recv_many(replayed, smashed_kind)
-    got: dict[int, np.ndarray] = {}
-    peer, buf = transport.recv_any(sorted(schedule.waiting), smashed_kind)  # DeadlineExceeded: all silent
-    got[peer] = buf
-    closes = None if deadline_ms is None else time.perf_counter() + deadline_ms / 1000
-    while len(got) < k and len(got) < len(schedule.waiting):
-        left = sorted(schedule.waiting - set(got))
-        try:
-            timeout = None if closes is None else max(0.0, closes - time.perf_counter())
-            peer, buf = transport.recv_any(left, smashed_kind, timeout=timeout)
-        except DeadlineExceeded:
-            break  # the buffer closes with whoever is in; the others' receives stay posted
-        got[peer] = buf
-    return got
+    members: list[list[int]]
+    events: list[int]
 
 
-def serve_round(server, step, k: int, deadline_ms: float | None, replay=None) -> RoundSchedule:
+@dataclass
+class _Buffer:
+    id: int
+    members: list[int]
+    phase: int = 0
+    got: dict = field(default_factory=dict)   # (client, kind) -> the transport's buffer
+    state: dict = field(default_factory=dict)  # the strategy's tensors between phases
+
+
+def serve_round(server, step, k: int, deadline_ms: float | None, replay: Replay | None = None) -> RoundSchedule:
     """Serve one asynchronous round with ``server`` (a split strategy's server side).
 
-    ``server`` provides ``clients``, ``lost``, ``t`` (the transport), ``SMASHED`` (the kind that
-    opens a client's iteration), ``iterate(group, first)``, one lock-step iteration of the
-    clients ``group`` (a list it removes members from as they are lost) whose opening messages
-    ``first`` (client → buffer) are already in, and ``lose(clients, why)``.
-    ``step(iterations)`` is the engine's per-step callback. Returns the round's schedule.
+    ``server`` provides ``clients``, ``lost``, ``t`` (the transport), ``PHASES`` (per phase:
+    the message kinds it needs from every member, and the name of its method
+    ``(members, got, state)``, ``got`` mapping kind → client → array, ``state`` a dict the
+    buffer's phases share; the first phase's single kind opens a client's iteration), and
+    ``lose(clients, why)``, which may raise to end the run. ``step(iterations)`` is the
+    engine's per-step callback. Returns the round's schedule.
     """
+    t, phases = server.t, server.PHASES
+    opening = phases[0][0][0]
     live = [c for c in server.clients if c not in server.lost]
-    schedule = RoundSchedule(live, server.info.iterations_per_round, replay)
+    schedule = RoundSchedule(live, server.info.iterations_per_round)
     n = len(live)
-    while not schedule.done:
-        try:
-            first = gather_buffer(server.t, schedule, server.SMASHED, k, deadline_ms)
-        except DeadlineExceeded as e:  # every waiting client silent for client_timeout_s
-            server.lose(e.missing, e)
-            for c in e.missing:
-                schedule.lose(c)
-            continue
-        group = sorted(first)
-        server.iterate(group, first)  # drops (and loses) members that go silent meanwhile
-        for c in set(first) - set(group):
+    forming: dict[int, np.ndarray] = {}
+    first_arrival = None
+    buffers: dict[int, _Buffer] = {}
+    member_of: dict[int, _Buffer] = {}
+    owes_since = {c: time.perf_counter() for c in live}  # when each client's awaited message became due
+    events = list(replay.events) if replay is not None else None
+
+    def run(b: _Buffer) -> None:
+        got = {kd: {c: b.got.pop((c, kd)) for c in b.members} for kd in phases[b.phase][0]}
+        getattr(server, phases[b.phase][1])(b.members, got, b.state)
+        schedule.ran(b.id, b.phase)
+        now = time.perf_counter()
+        for c in b.members:
+            owes_since[c] = now
+        b.phase += 1
+        if b.phase == len(phases):
+            del buffers[b.id]
+            for c, grant in schedule.serve(b.members, b.id).items():
+                member_of.pop(c)
+                t.isend(c, GRANT, np.array([grant], dtype=np.int64))
+            step(len(b.members) / max(n, 1))
+
+    def open_buffer(group) -> _Buffer:
+        nonlocal first_arrival
+        b = _Buffer(schedule.open(group), sorted(group))
+        for c in b.members:
+            b.got[(c, opening)] = forming.pop(c)
+            member_of[c] = b
+        buffers[b.id] = b
+        first_arrival = None
+        return b
+
+    def ready(b: _Buffer) -> bool:
+        return all((c, kd) in b.got for c in b.members for kd in phases[b.phase][0])
+
+    def lose(clients, why) -> None:
+        server.lose(clients, why)  # raises when fewer than training.min_clients are left
+        for c in clients:
             schedule.lose(c)
-        for c, grant in schedule.serve(group).items():
-            server.t.isend(c, GRANT, np.array([grant], dtype=np.int64))
-        step(len(group) / max(n, 1))
+            forming.pop(c, None)
+            owes_since.pop(c, None)
+            b = member_of.pop(c, None)
+            if b is not None:
+                b.members.remove(c)
+                b.got = {key: v for key, v in b.got.items() if key[0] != c}
+                if not b.members:
+                    del buffers[b.id]
+                elif ready(b):
+                    run(b)
+
+    while not schedule.done or buffers:
+        if events is not None:  # replay: the recorded phase next, with exactly its messages
+            event = events.pop(0)
+            bid, phase = divmod(event, PHASE_BITS)
+            if phase == 0:
+                group = replay.members[bid]
+                forming.update(t.recv_many(group, opening))
+                b = open_buffer(group)
+            else:
+                b = buffers[bid]
+                for kd in phases[phase][0]:
+                    b.got.update({(c, kd): v for c, v in t.recv_many(b.members, kd).items()})
+            run(b)
+            continue
+        can_come = schedule.waiting - set(member_of)
+        if forming and (len(forming) >= k or len(forming) >= len(can_come)
+                        or (first_arrival is not None and deadline_ms is not None
+                            and time.perf_counter() >= first_arrival + deadline_ms / 1000)):
+            run(open_buffer(forming))
+            continue
+        pairs = [(c, opening) for c in sorted(can_come - set(forming))]
+        pairs += [(c, kd) for b in buffers.values() for c in b.members for kd in phases[b.phase][0]
+                  if (c, kd) not in b.got]
+        owing = {c for c, _ in pairs}
+        limit = t.wait_timeout
+        timeout = None if limit is None else max(0.0, min(owes_since[c] for c in owing) + limit - time.perf_counter())
+        if forming and deadline_ms is not None:
+            closes = max(0.0, first_arrival + deadline_ms / 1000 - time.perf_counter())
+            timeout = closes if timeout is None else min(timeout, closes)
+        try:
+            c, kd, buf = t.recv_first(pairs, timeout=timeout)
+        except DeadlineExceeded as e:
+            now = time.perf_counter()
+            silent = sorted(c for c in owing if limit is not None and now - owes_since[c] >= limit)
+            if silent:
+                lose(silent, e)
+            continue  # or the forming buffer's deadline passed: it opens above
+        if kd == opening and c not in member_of:
+            forming[c] = buf
+            first_arrival = first_arrival or time.perf_counter()
+        else:
+            b = member_of[c]
+            b.got[(c, kd)] = buf
+            if ready(b):
+                run(b)
     return schedule

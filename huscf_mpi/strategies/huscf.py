@@ -250,57 +250,22 @@ class HuSCFServer(ServerStrategy):
             for c in self.clients:
                 transport.declare(c, asynchronous.GRANT, (1,), np.int64)
 
-    SMASHED = Kind.G_SMASHED  # the message that opens a client's iteration (asynchronous.serve_round)
-
-    @staticmethod
-    def _leaves(got: dict[int, np.ndarray]) -> dict[int, torch.Tensor]:
-        return {c: torch.from_numpy(buf).requires_grad_(True) for c, buf in got.items()}
-
-    def _inputs(self, group, kind) -> dict[int, torch.Tensor]:
-        return self._leaves(self._recv(group, kind))
-
-    def _recv(self, group: list, kind) -> dict[int, np.ndarray]:
-        """One message of ``kind`` from each of ``group``. Asynchronous modes: a member silent
-        for ``training.client_timeout_s`` is lost and removed from ``group`` (in place)."""
-        try:
-            return self.t.recv_many(group, kind)
-        except DeadlineExceeded as e:
-            if self.mode == "sync":
-                raise  # the engine ends the run as failed (roles/run.py)
-            self.lose(e.missing, e)
-            group[:] = [c for c in group if c not in self.lost]
-            if not group:
-                raise _Emptied from None
-            return self.t.recv_many(group, kind)
-
-    def lose(self, clients, why) -> None:
-        """Declare ``clients`` lost (asynchronous modes): no more messages to or from them; raises
-        :class:`~huscf_mpi.errors.ClientsLost` once fewer than ``training.min_clients`` are live (the run then fails)."""
-        self.lost.update(clients)
-        for c in clients:
-            self.t.abandon(c)
-            self.lost_at[c] = time.perf_counter() - self.round_started
-        live = len(self.clients) - len(self.lost)
-        log.warning("client(s) %s lost (%s); %d clients live", sorted(clients), why, live)
-        if live < self.info.config.training.min_clients:
-            raise ClientsLost(f"{live} clients live, fewer than training.min_clients "
-                               f"({self.info.config.training.min_clients}): clients {sorted(self.lost)} were lost")
-
-    def _send(self, group, kind, tensors: dict[int, torch.Tensor]) -> None:
-        for c in group:
-            self.t.isend(c, kind, tensors[c])
-
-    def _backward(self, group, outputs: list[dict[int, torch.Tensor]], grad_kinds: list) -> None:
-        tensors, grads = [], []
-        for out, kind in zip(outputs, grad_kinds):
-            got = self._recv(group, kind)
-            for c in group:
-                tensors.append(out[c])
-                grads.append(torch.from_numpy(got[c]))
-        torch.autograd.backward(tensors, grads)
+    # The server's part of an iteration (SPEC §1), phase by phase: the message kinds a phase
+    # needs from every client it serves, and the method that runs it. The synchronous mode runs
+    # them in lock-step for all clients; the asynchronous modes per buffer (asynchronous.py).
+    PHASES = (
+        ((Kind.G_SMASHED,), "_g_forward"),
+        ((Kind.D_FAKE_SMASHED, Kind.D_REAL_SMASHED), "_d_forward"),
+        ((Kind.D_FAKE_BODY_GRAD, Kind.D_REAL_BODY_GRAD), "_d_backward"),
+        ((Kind.D_GEN_SMASHED,), "_d_gen_forward"),
+        ((Kind.D_GEN_BODY_GRAD,), "_d_gen_backward"),
+        ((Kind.G_BODY_GRAD,), "_g_backward"),
+    )
 
     def train_iteration(self, last_of_round):
-        self.iterate(self.clients, self.t.recv_many(self.clients, Kind.G_SMASHED), capture=last_of_round)
+        members, state = list(self.clients), {"capture": last_of_round}
+        for kinds, name in self.PHASES:
+            getattr(self, name)(members, {kd: self.t.recv_many(members, kd) for kd in kinds}, state)
 
     def train_round(self, step):
         if self.mode == "sync":
@@ -310,46 +275,64 @@ class HuSCFServer(ServerStrategy):
         self.schedule = asynchronous.serve_round(self, step, self.buffer, self.info.config.training.deadline_ms,
                                                  self.info.replay.get(self.rounds_served))
 
-    def iterate(self, group, first: dict[int, np.ndarray], capture: bool = True) -> None:
-        """One lock-step iteration (SPEC §1) of the clients ``group`` (ascending), whose G smashed
-        data ``first`` (client → buffer) is already in; ``capture``: keep their clustering features.
+    def _send(self, members, kind, tensors: dict[int, torch.Tensor]) -> None:
+        for c in members:
+            self.t.isend(c, kind, tensors[c])
 
-        Members lost on the way are removed from ``group``; when none is left the iteration ends."""
-        try:
-            self._iterate(group, first, capture)
-        except _Emptied:
-            pass
+    def _g_forward(self, members, got, st):
+        st["a"] = _leaves(got[Kind.G_SMASHED])
+        st["g"] = _snapshot(self.bodies["g"])  # the forward's weights, until its backward (asynchronous.py)
+        st["s"], _ = _call(self.bodies["g"], st["g"], st["a"])
+        self._send(members, Kind.G_BODY_OUT, st["s"])
 
-    def _iterate(self, group, first, capture) -> None:
-        g_body, d_body = self.bodies["g"], self.bodies["d"]
-        a = self._leaves(first)
-        s, _ = g_body(a)
-        self._send(group, Kind.G_BODY_OUT, s)
-
-        h_fake = self._inputs(group, Kind.D_FAKE_SMASHED)
-        o_fake, _ = d_body(h_fake)
-        self._send(group, Kind.D_FAKE_BODY_OUT, o_fake)
-        h_real = self._inputs(group, Kind.D_REAL_SMASHED)
-        o_real, captured = d_body(h_real, capture=self.info.arch.cluster_block if capture else None)
-        self._send(group, Kind.D_REAL_BODY_OUT, o_real)
+    def _d_forward(self, members, got, st):
+        d_body = self.bodies["d"]
+        st["d"] = _snapshot(d_body)
+        st["h_fake"] = _leaves(got[Kind.D_FAKE_SMASHED])
+        st["o_fake"], _ = _call(d_body, st["d"], st["h_fake"])
+        self._send(members, Kind.D_FAKE_BODY_OUT, st["o_fake"])
+        capture = st.get("capture", True)
+        st["h_real"] = _leaves(got[Kind.D_REAL_SMASHED])
+        st["o_real"], captured = _call(d_body, st["d"], st["h_real"],
+                                       capture=self.info.arch.cluster_block if capture else None)
+        self._send(members, Kind.D_REAL_BODY_OUT, st["o_real"])
         if capture:  # SPEC §3 step 1: batch-mean activation of each client's (last) real batch
-            self.features.update({c: captured[c].detach().mean(0).numpy().copy() for c in group})
-        self.d_opt.zero_grad(set_to_none=True)
-        self._backward(group, [o_fake, o_real], [Kind.D_FAKE_BODY_GRAD, Kind.D_REAL_BODY_GRAD])
-        self._send(group, Kind.D_FAKE_SMASHED_GRAD, {c: h_fake[c].grad for c in group})
-        self._send(group, Kind.D_REAL_SMASHED_GRAD, {c: h_real[c].grad for c in group})
-        self.d_opt.step()
+            self.features.update({c: captured[c].detach().mean(0).numpy().copy() for c in members})
 
-        h_gen = self._inputs(group, Kind.D_GEN_SMASHED)
-        o_gen, _ = d_body(h_gen)
-        self._send(group, Kind.D_GEN_BODY_OUT, o_gen)
-        self._backward(group, [o_gen], [Kind.D_GEN_BODY_GRAD])
-        self._send(group, Kind.D_GEN_SMASHED_GRAD, {c: h_gen[c].grad for c in group})
+    def _d_backward(self, members, got, st):
+        _backward(members, [st["o_fake"], st["o_real"]], [got[Kind.D_FAKE_BODY_GRAD], got[Kind.D_REAL_BODY_GRAD]])
+        self._send(members, Kind.D_FAKE_SMASHED_GRAD, {c: st["h_fake"][c].grad for c in members})
+        self._send(members, Kind.D_REAL_SMASHED_GRAD, {c: st["h_real"][c].grad for c in members})
+        _step(self.bodies["d"], st.pop("d"), self.d_opt)
 
-        self.g_opt.zero_grad(set_to_none=True)
-        self._backward(group, [s], [Kind.G_BODY_GRAD])
-        self._send(group, Kind.G_SMASHED_GRAD, {c: a[c].grad for c in group})
-        self.g_opt.step()
+    def _d_gen_forward(self, members, got, st):
+        st["d_gen"] = _snapshot(self.bodies["d"])  # D after this buffer's step, as in SPEC §1 step 4
+        st["h_gen"] = _leaves(got[Kind.D_GEN_SMASHED])
+        st["o_gen"], _ = _call(self.bodies["d"], st["d_gen"], st["h_gen"])
+        self._send(members, Kind.D_GEN_BODY_OUT, st["o_gen"])
+
+    def _d_gen_backward(self, members, got, st):
+        _backward(members, [st["o_gen"]], [got[Kind.D_GEN_BODY_GRAD]])
+        self._send(members, Kind.D_GEN_SMASHED_GRAD, {c: st["h_gen"][c].grad for c in members})
+        del st["d_gen"]  # D is not stepped in the G step: these parameter gradients are dropped
+
+    def _g_backward(self, members, got, st):
+        _backward(members, [st["s"]], [got[Kind.G_BODY_GRAD]])
+        self._send(members, Kind.G_SMASHED_GRAD, {c: st["a"][c].grad for c in members})
+        _step(self.bodies["g"], st.pop("g"), self.g_opt)
+
+    def lose(self, clients, why) -> None:
+        """Declare ``clients`` lost (asynchronous modes): no more messages to or from them; raises
+        :class:`~huscf_mpi.errors.ClientsLost` once fewer than ``training.min_clients`` are live."""
+        self.lost.update(clients)
+        for c in clients:
+            self.t.abandon(c)
+            self.lost_at[c] = time.perf_counter() - self.round_started
+        live = len(self.clients) - len(self.lost)
+        log.warning("client(s) %s lost (%s); %d clients live", sorted(clients), why, live)
+        if live < self.info.config.training.min_clients:
+            raise ClientsLost(f"{live} clients live, fewer than training.min_clients "
+                              f"({self.info.config.training.min_clients}): clients {sorted(self.lost)} were lost")
 
     def round_end(self, round_index):
         # scikit-learn is imported here, on the server only: it costs ~130 MB per process.
@@ -359,7 +342,14 @@ class HuSCFServer(ServerStrategy):
 
         cfg, info = self.info.config, self.info
         live = [c for c in self.clients if c not in self.lost]
-        got = self._recv(live, Kind.PARAMS_UP)  # may lose more clients (asynchronous modes)
+        try:
+            got = self.t.recv_many(live, Kind.PARAMS_UP)
+        except DeadlineExceeded as e:
+            if self.mode == "sync":
+                raise  # the engine ends the run as failed (roles/run.py)
+            self.lose(e.missing, e)
+            live = [c for c in live if c not in self.lost]
+            got = self.t.recv_many(live, Kind.PARAMS_UP)
         client_states = {c: unflatten(got[c], self.layouts[c], self.dtypes) for c in live}
         server_parts = {net: [body] for net, body in self.bodies.items()}
         features = np.stack([self.features[c] for c in live])
@@ -379,6 +369,7 @@ class HuSCFServer(ServerStrategy):
                       "staleness": staleness, "staleness_factor": np.where(staleness >= 0, factor, np.nan),
                       "buffer_sizes": sched.buffer_histogram(len(self.clients)),
                       "served_client": _padded(served_client, width), "served_buffer": _padded(served_buffer, width),
+                      "served_events": _padded(np.array(sched.events, np.int32), len(self.PHASES) * width),
                       "live": np.array([c not in self.lost for c in self.clients], dtype=np.int8),
                       "lost_seconds": np.array([self.lost_at.pop(c, np.nan) for c in self.clients])}
         out = federate(
@@ -418,8 +409,33 @@ class HuSCFServer(ServerStrategy):
             g_body.train()
 
 
-class _Emptied(Exception):
-    """Every member of a buffer was lost mid-iteration."""
+def _leaves(got: dict[int, np.ndarray]) -> dict[int, torch.Tensor]:
+    """Received smashed data as leaves whose gradients go back to their clients."""
+    return {c: torch.from_numpy(buf).requires_grad_(True) for c, buf in got.items()}
+
+
+def _snapshot(body: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``body``'s parameters to run one buffer's forward and backward on (weight stashing)."""
+    return {name: p.detach().clone().requires_grad_(p.requires_grad) for name, p in body.named_parameters()}
+
+
+def _call(body: nn.Module, params: dict[str, torch.Tensor], inputs, capture=None):
+    """``body(inputs, capture)`` with ``params`` for its parameters; BatchNorm statistics are the live ones."""
+    return torch.func.functional_call(body, {**params, **dict(body.named_buffers())}, (inputs,), {"capture": capture})
+
+
+def _backward(members, outputs: list[dict[int, torch.Tensor]], grads: list[dict[int, np.ndarray]]) -> None:
+    """Backpropagate the clients' gradients of the body outputs (per output, clients in order)."""
+    tensors = [out[c] for out in outputs for c in members]
+    torch.autograd.backward(tensors, [torch.from_numpy(g[c]) for g in grads for c in members])
+
+
+def _step(body: nn.Module, params: dict[str, torch.Tensor], opt) -> None:
+    """Step ``body``'s optimizer with the gradients a buffer left on its snapshot ``params``."""
+    for name, p in body.named_parameters():
+        p.grad = params[name].grad
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def _by_client(ids, values, clients, fill) -> np.ndarray:

@@ -41,6 +41,8 @@ RUN_METRICS = (
     Metric("predicted_s_per_it", "pred s/it", False, 4, False),
     Metric("measured_s_per_it", "meas s/it", False, 4, False),
     Metric("train_s", "train s", False, 1, False),
+    # rank 0's compute share of the rounds' wall time (issue 10: how busy an asynchronous server is)
+    Metric("server_busy_pct", "server busy %", True, 1, False),
     Metric("mib_moved", "MiB moved", False, 2, False),
 )
 METRICS = {m.name: m for m in DOMAIN_METRICS + RUN_METRICS}

@@ -149,6 +149,10 @@ def _run_values(rf: ResultFile, gs_threshold: float | None = None) -> tuple[list
         if wall.size and np.isfinite(wall).any():
             train_s = float(np.nansum(wall))
             values[("", "train_s")] = train_s
+    if train_s and "rounds/compute_seconds" in rf:
+        server = np.asarray(rf.array("rounds/compute_seconds"), dtype=float)[:, 0]
+        if np.isfinite(server).any():
+            values[("", "server_busy_pct")] = 100 * float(np.nansum(server)) / train_s
     predicted = _lookup(rf, PREDICTED_SOURCES)
     if predicted is not None:
         values[("", "predicted_s_per_it")] = predicted

@@ -14,6 +14,9 @@ messages, all point-to-point into buffers declared at set-up. At a round's end t
 head and tail parameters go up and the cluster aggregate comes down (float32, flat).
 Nothing image-, label- or loss-shaped leaves a client on the protocol plane.
 Deviation: none in the algorithm; ``training.fake_labels`` chooses SPEC §1's conditioning.
+``training.mode: buffered | sequential`` serve the same phases per buffer of clients instead
+of in lock-step (issue 10, :mod:`huscf_mpi.strategies.asynchronous`): an extension beyond the
+paper, which is synchronous.
 """
 from __future__ import annotations
 

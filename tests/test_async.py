@@ -16,9 +16,12 @@ import pytest
 import yaml
 
 from huscf_mpi.analysis.stats import time_to_quality
+from huscf_mpi.comm import exposure_set
+from huscf_mpi.config import Config
 from huscf_mpi.results import ResultFile
 from huscf_mpi.results.replay import replay_round
 from huscf_mpi.strategies.asynchronous import FEDERATE, PHASE_BITS, TRAIN_ON, RoundSchedule, buffer_size
+from huscf_mpi.strategies.huscf import STRATEGY as HUSCF
 
 from .conftest import DATA, checkout_env, huscf_cli, mpiexec, needs_data, run_mpi
 
@@ -113,6 +116,10 @@ def test_buffered_with_every_client_per_buffer_equals_sync(tmp_path):
     assert buffered.array("rounds/staleness").tolist() == [[0, 0, 0]] * 2
     assert buffered.array("rounds/iterations").tolist() == [[3, 3, 3]] * 2
     assert "rounds/staleness" not in sync  # a synchronous file is unchanged
+    # Who saw what: the synchronous flows, plus the server's iteration grants (payload "control").
+    exposure = exposure_set(buffered.table("exposure").to_dict("list"))
+    assert exposure == HUSCF.exposure(Config.model_validate(buffered.config))
+    assert exposure - exposure_set(sync.table("exposure").to_dict("list")) == {("control", "server", "client")}
 
     from huscf_mpi.analysis.tables import make_table  # time to quality: GS >= 0 holds at round 1
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from huscf_mpi.comm import exposure_set
+from huscf_mpi.config import Config
 from huscf_mpi.comm.kinds import REGISTRY
 from huscf_mpi.strategies.huscf import STRATEGY as HUSCF
 from huscf_mpi.models import get_architecture
@@ -113,7 +114,7 @@ def test_ledger_shows_only_smashed_data_gradients_and_parameters(two_runs):
     assert {"g_smashed", "d_real_smashed", "g_body_grad", "params_up", "eval_smashed"} <= kinds
     assert "sample_grid" not in kinds  # evaluation.sample_grid is off in TINY
     # The result file's who-saw-what (all ranks' ledgers) is exactly what HuSCF-GAN documents.
-    assert exposure_set(r.table("exposure").to_dict("list")) == HUSCF.exposure(None)
+    assert exposure_set(r.table("exposure").to_dict("list")) == HUSCF.exposure(Config.model_validate(r.config))
     assert r.provenance["strategy"] == "huscf" and r.provenance["fake_labels"] == "real"
 
 

@@ -75,7 +75,8 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
         pacer = transport.pacer
-        values = {"loss_d": loss_d / n if n else np.nan, "loss_g": loss_g / n if n else np.nan, "compute_seconds": wall - waited,
+        loss_d, loss_g = (loss_d / n, loss_g / n) if n else (np.nan, np.nan)  # means over this round's n
+        values = {"loss_d": loss_d, "loss_g": loss_g, "compute_seconds": wall - waited,
                   "comm_seconds": waited, "train_seconds": train_seconds, "bytes_sent": sent,
                   "bytes_received": received, "max_rss_bytes": max_rss_bytes(),
                   "private_dirty_bytes": private_dirty_bytes(),

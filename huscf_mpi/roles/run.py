@@ -68,8 +68,9 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
 
     An :class:`~huscf_mpi.stopping.Interrupted` is "interrupted"; a collective
     :class:`SetupError` (e.g. the memory preflight, once the file exists), a client's
-    :class:`~huscf_mpi.stopping.PeerCrashed`, too few live clients (:class:`ClientsLost`), a :class:`~huscf_mpi.comm.DeadlineExceeded` (a
-    client silent for ``training.client_timeout_s``) or any other exception "failed"; nothing
+    :class:`~huscf_mpi.stopping.PeerCrashed`, too few live clients (:class:`ClientsLost`), a
+    :class:`~huscf_mpi.comm.DeadlineExceeded` (a client silent for ``training.client_timeout_s``)
+    or any other exception "failed"; nothing
     "complete". Checkpointing (issue 11, points 3-5) would hook in here: save, then end as
     "interrupted".
     """
@@ -84,9 +85,7 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
                       dict(where, stop_signal=exc.signal_name), exc.exit_code)
     if isinstance(exc, SetupError):  # every rank stops together; the CLI prints the line and exits 2
         return Ending(schema.STATUS_FAILED, f"set-up: {exc}", where, EXIT_USAGE)
-    if isinstance(exc, stopping.PeerCrashed):
-        return Ending(schema.STATUS_FAILED, str(exc), where, EXIT_FAILED)
-    if isinstance(exc, ClientsLost):
+    if isinstance(exc, (stopping.PeerCrashed, ClientsLost)):
         return Ending(schema.STATUS_FAILED, str(exc), where, EXIT_FAILED)
     if isinstance(exc, DeadlineExceeded):  # a frozen or dead client: its message never came
         return Ending(schema.STATUS_FAILED, f"{exc} (training.client_timeout_s): a client froze or died",

@@ -87,43 +87,55 @@ def _round_index(rf: ResultFile, n: int) -> np.ndarray:
     return np.asarray(rf.array("rounds/round"), dtype=float)[:n] if "rounds/round" in rf else np.arange(1, n + 1)
 
 
-def _generation_score(groups: list[Group], path: Path) -> bool:
+def _domain_panels(groups: list[Group]):
+    """``(domains, fig, axes row)``: one panel per domain of the runs; None without domains."""
     domains = list(dict.fromkeys(d for g in groups for r in g.runs for d in r.domains))
     if not domains:
-        return False
+        return None
     fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.4), squeeze=False)
+    return domains, fig, axes[0]
+
+
+def _scores(rf: ResultFile, domain: str) -> np.ndarray | None:
+    """``rounds/generation_score`` of ``domain`` (R,), float; None if the file has none."""
+    if "rounds/generation_score" not in rf or domain not in rf.domains:
+        return None
+    scores = np.asarray(rf.array("rounds/generation_score"), dtype=float)
+    return scores[:, rf.domains.index(domain)] if scores.ndim == 2 else scores
+
+
+def _generation_score(groups: list[Group], path: Path) -> bool:
+    panels = _domain_panels(groups)
+    if panels is None:
+        return False
+    domains, fig, axes = panels
     drawn = False
-    for ax, d in zip(axes[0], domains):
+    for ax, d in zip(axes, domains):
         def extract(rf, d=d):
-            if "rounds/generation_score" not in rf or d not in rf.domains:
-                return None
-            scores = np.asarray(rf.array("rounds/generation_score"), dtype=float)
-            col = scores[:, rf.domains.index(d)] if scores.ndim == 2 else scores
-            return _round_index(rf, len(col)), col
+            col = _scores(rf, d)
+            return None if col is None else (_round_index(rf, len(col)), col)
 
         for i, (g, r, mean, low, high) in enumerate(_per_round(groups, extract)):
             _line_band(ax, groups.index(g), g.label, r, mean, low, high)
             drawn = True
         ax.set(title=d, xlabel="round", ylabel="generation score")
         ax.grid(alpha=0.3)
-    return _finish_with_legend(fig, axes[0][0], path, drawn)
+    return _finish_with_legend(fig, axes[0], path, drawn)
 
 
 def _generation_score_time(groups: list[Group], path: Path) -> bool:
-    domains = list(dict.fromkeys(d for g in groups for r in g.runs for d in r.domains))
-    if not domains:
+    panels = _domain_panels(groups)
+    if panels is None:
         return False
-    fig, axes = plt.subplots(1, len(domains), figsize=(4.2 * len(domains), 3.4), squeeze=False)
+    domains, fig, axes = panels
     drawn = False
-    for ax, d in zip(axes[0], domains):
+    for ax, d in zip(axes, domains):
         for i, g in enumerate(groups):
             for j, run in enumerate(g.runs):
                 with _open(run) as rf:
-                    if not {"rounds/generation_score", "rounds/wall_seconds"} <= set(
-                            f"rounds/{k}" for k in rf.keys("rounds")) or d not in rf.domains:
+                    col = _scores(rf, d)
+                    if col is None or "rounds/wall_seconds" not in rf:
                         continue
-                    scores = np.asarray(rf.array("rounds/generation_score"), dtype=float)
-                    col = scores[:, rf.domains.index(d)] if scores.ndim == 2 else scores
                     t = np.cumsum(np.asarray(rf.array("rounds/wall_seconds"), dtype=float))[:len(col)]
                 keep = np.isfinite(col[:len(t)])
                 ax.plot(t[keep], col[:len(t)][keep], marker="o", ms=3, color=_color(i),
@@ -131,7 +143,7 @@ def _generation_score_time(groups: list[Group], path: Path) -> bool:
                 drawn = True
         ax.set(title=d, xlabel="training wall time (s)", ylabel="generation score")
         ax.grid(alpha=0.3)
-    return _finish_with_legend(fig, axes[0][0], path, drawn)
+    return _finish_with_legend(fig, axes[0], path, drawn)
 
 
 def _finish_with_legend(fig, legend_ax, path: Path, drawn: bool) -> bool:

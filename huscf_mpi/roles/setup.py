@@ -151,7 +151,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     plan = (plan_profiles(config, transport, fixed, measure=needs_profiles) if not uses_cuts or fixed is not None
             else plan_cuts(config, arch, transport))
     cuts = plan.cuts
-    summary, replay = transport.bcast((payload, replay) if rank == 0 else None)
+    summary = transport.bcast(payload if rank == 0 else None)
     sizes = {row["client"]: row["size"] for row in summary}
     mine = transport.scatter_rows(np.concatenate([s.indices for s in sorted(shards, key=lambda s: s.client)])
                                   if rank == 0 else None,
@@ -166,7 +166,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         domains={row["client"]: row["domain"] for row in summary}, sizes=sizes, evaluators=evaluators,
         iterations_per_round=iters * config.training.local_epochs,
         init_seed=seeding.int_seed(config.seed, seeding.INIT), emulated=plan.emulated, block_flops=plan.flops,
-        groups=device_groups(n, k), profiles=plan.profiles, replay=replay)
+        groups=device_groups(n, k), profiles=plan.profiles, replay=replay)  # replay: rank 0's only
     assignment = None
     if 0 < rank <= n:  # helper ranks (n < rank) hold no data
         row = next(r for r in summary if r["client"] == rank)

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,7 +240,7 @@ def serve_round(server, step, k: int, deadline_ms: float | None, replay: Replay 
     buffers: dict[int, _Buffer] = {}
     member_of: dict[int, _Buffer] = {}
     owes_since = {c: time.perf_counter() for c in live}  # when each client's awaited message became due
-    events = list(replay.events) if replay is not None else None
+    events = deque(replay.events) if replay is not None else None
 
     def run(b: _Buffer) -> None:
         got = {kd: {c: b.got.pop((c, kd)) for c in b.members} for kd in phases[b.phase][0]}
@@ -286,7 +287,7 @@ def serve_round(server, step, k: int, deadline_ms: float | None, replay: Replay 
 
     while not schedule.done or buffers:
         if events is not None:  # replay: the recorded phase next, with exactly its messages
-            event = events.pop(0)
+            event = events.popleft()
             bid, phase = divmod(event, PHASE_BITS)
             if phase == 0:
                 group = replay.members[bid]

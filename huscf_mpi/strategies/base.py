@@ -51,8 +51,8 @@ class RunInfo:
     # rank -> DeviceProfile a strategy plans with: the emulated ones (cut_selection.devices), or
     # measured ones when the strategy asks for them (Strategy.needs_profiles); {} if neither.
     profiles: dict = field(default_factory=dict)
-    # round → the buffers (lists of client ids) an asynchronous server serves, from a recorded
-    # run (``train --replay FILE``); {} serves live arrivals.
+    # Rank 0 only (the one rank that serves; {} elsewhere): round → the recorded buffers and phase
+    # order an asynchronous server replays (``train --replay FILE``); {} serves live arrivals.
     replay: dict = field(default_factory=dict)
 
     def group(self, client: int) -> tuple[int, ...]:

@@ -176,12 +176,15 @@ def main():
               help="buffered mode: close a buffer MS after its first arrival (training.deadline_ms)")
 @click.option("--replay", default=None, metavar="FILE",
               help="repeat a buffered or sequential run bit for bit from its result file (training.replay)")
+@click.option("--resume", default=None, metavar="PATH",
+              help="continue a stopped run from its last checkpoint: give its <output>.partial (or <output>.ckpt); "
+              "its config is the stopped run's (--config and options may only repeat it)")
 @click.option("--busy-wait", is_flag=True, help="block in MPI waits instead of polling with sleeps "
               "(faster with one core per rank, wasteful when ranks outnumber cores)")
 @click.option("-v", "--verbose", is_flag=True, help="info-level logs from every rank, not just rank 0")
 def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs, iterations_per_epoch,
           batch_size, width, max_samples_per_client, name, strategy, cuts, mode, buffer, deadline_ms, replay,
-          busy_wait, verbose):
+          resume, busy_wait, verbose):
     """Train HuSCF-GAN or a baseline. Launch with mpiexec: 1 server rank + one rank per client.
 
     Every method (--strategy huscf | fedgan | mdgan | centralized) uses the same ranks,
@@ -195,6 +198,13 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     Stopping: SIGINT (Ctrl-C), SIGTERM or SIGUSR1 to mpiexec stops the run at rank 0's next
     wait; the file stays at <output>.partial with status "interrupted", and mpiexec exits
     128 + the signal number (130, 143, 138). A crash leaves it "failed" (exit 1).
+
+    \b
+    Resuming: every training.checkpoint_every rounds (default 1) each rank saves its state
+    to <output>.ckpt/. A stopped run (interrupted, failed or killed) continues from there,
+    with as many ranks, appending to the same result file:
+        mpiexec -n 3 huscf-mpi train --resume results/run-s0.h5.partial
+    In synchronous mode it then gives the numbers of an uninterrupted run, bit for bit.
     """
     from . import stopping
 
@@ -216,10 +226,23 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
         max_samples_per_client=max_samples_per_client, cuts=cuts, mode=mode, buffer=buffer,
         deadline_ms=deadline_ms, replay=replay))
     try:
-        cfg = load_config(config_path, overrides, options)
-        from .roles import train as run_train  # torch loads only for a valid config
+        found = None
+        if resume is not None:
+            from .checkpoint.files import find
+            from .config import resumed_config
 
-        run_train(cfg, data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3)
+            try:
+                found = find(resume)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            cfg = resumed_config(found[1].config_yaml, f"--resume {resume}", config_path, overrides, options)
+        else:
+            cfg = load_config(config_path, overrides, options)
+        from .roles import train as run_train  # torch loads only for a valid config
+        from .roles.checkpointing import Resume
+
+        run_train(cfg, data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3,
+                  resume=Resume(*found) if found else None)
     except UsageError as e:
         _fail(str(e), rank)
 

@@ -136,6 +136,10 @@ class TrainingConfig(_Section):
     replay: str | None = Field(
         None, description="a buffered or sequential run's result file: serve the buffers it recorded, in its order, "
         "to repeat it bit for bit (the config must be the recorded one but for name, output and this)")
+    checkpoint_every: Int = Field(
+        1, ge=0, description="write a checkpoint to <output>.ckpt/ after every this many rounds and the last, so a "
+        "stopped run continues with `huscf-mpi train --resume <output>.partial`; 0 = none. Removed once the run is "
+        "complete")
     staleness: StalenessSpec = Field(
         "constant", description="asynchronous modes: federation weight factor of a client by its staleness (server "
         "steps since its last iteration of the round): constant, polynomial(a) or hinge(a, b) (FedAsync)")
@@ -589,7 +593,62 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     ConfigError : one line naming the file and field (or the option) and the problem.
     """
     src = Path(path) if path is not None else QUICKSTART
-    raw = read_yaml(src)
+    return _validate(read_yaml(src), src, overrides, options)
+
+
+def differences(a: Config | dict, b: Config | dict, ignore=()) -> list[tuple[str, Any, Any]]:
+    """``(dotted field, value in a, value in b)`` for every field where two configs (or their
+    dumps) differ, sorted; ``ignore`` lists dotted fields that may differ (e.g. ``"output"``)."""
+    fa = flat_fields(a if isinstance(a, dict) else a.model_dump(mode="json"))
+    fb = flat_fields(b if isinstance(b, dict) else b.model_dump(mode="json"))
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+            if k not in ignore and fa.get(k) != fb.get(k)]
+
+
+def flat_fields(tree: dict, prefix: str = "") -> dict:
+    """A config dump (``model_dump(mode="json")`` or its YAML) as ``{dotted field: value}``."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key not in ("domains", "cuts"):
+            out.update(flat_fields(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_from_text(text: str, source: str, overrides: dict[str, Any] | None = None,
+                     options: dict[str, str] | None = None) -> Config:
+    """A config from YAML ``text`` (e.g. a result file's or checkpoint's ``config_yaml``), blamed on
+    ``source`` in errors; otherwise as :func:`load_config`."""
+    try:
+        raw = yaml.load(text, Loader=_Loader)
+    except (yaml.YAMLError, _Duplicate) as e:
+        raise ConfigError(f"{source}: its config is not valid YAML ({e})") from None
+    return _validate(raw, Path(source), overrides, options)
+
+
+# Fields a resumed run may change: how often it checkpoints, not what it computes.
+RESUMABLE_CHANGES = ("training.checkpoint_every",)
+
+
+def resumed_config(saved_yaml: str, source: str, path: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None, options: dict[str, str] | None = None) -> Config:
+    """The config of a resumed run: the checkpoint's (``saved_yaml``), or the one ``path`` and
+    ``overrides`` give when it equals the checkpoint's but for :data:`RESUMABLE_CHANGES`.
+
+    Raises ``ConfigError`` naming ``source`` and the first field that differs."""
+    saved = config_from_text(saved_yaml, source)
+    if path is None and not any(v is not None for v in (overrides or {}).values()):
+        return saved
+    given = (load_config(path, overrides, options) if path is not None
+             else config_from_text(saved_yaml, source, overrides, options))
+    for key, have, had in differences(given, saved, RESUMABLE_CHANGES)[:1]:
+        raise ConfigError(f"{source}: the stopped run has {key} = {_show(had)}, this one {_show(have)}; a resumed run "
+                          "keeps its config (omit --config and the options that change it)")
+    return given
+
+
+def _validate(raw, src: Path, overrides, options) -> Config:
     if raw is None:
         raw = {}  # an empty file: every default
     if not isinstance(raw, dict):

@@ -18,8 +18,8 @@ signal, and rank 0 alone acts on it:
   its error to rank 0 (:data:`CRASH_TAG`), which raises :class:`PeerCrashed` at its next wait,
   so the file says which rank failed.
 
-The resume work (issue 11, points 3-5) hooks in at ``roles.run.ending``: that is where an
-interrupted run is told apart from a failed one.
+A stopped run is continued from its last checkpoint, written at the end of a round
+(``huscf-mpi train --resume``, :mod:`huscf_mpi.roles.checkpointing`).
 """
 from __future__ import annotations
 

@@ -57,6 +57,18 @@ class Adam:
             else:
                 p.grad.zero_()
 
+    def state_dict(self) -> dict:
+        """The moments and step counts, ``{"state": {index: (step, m, v)}}`` (tensors cloned), for a
+        checkpoint; the parameters themselves belong to their modules."""
+        return {"state": {i: (t, m.clone(), v.clone()) for i, (t, m, v) in self.state.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned (``ValueError`` if a moment's shape differs)."""
+        for i, (t, m, v) in state["state"].items():
+            if not 0 <= i < len(self.params) or m.shape != self.params[i].shape or v.shape != m.shape:
+                raise ValueError(f"Adam state of parameter {i} does not fit this optimizer's parameters")
+        self.state = {int(i): (int(t), m.clone(), v.clone()) for i, (t, m, v) in state["state"].items()}
+
     @torch.no_grad()
     def step(self) -> None:
         """One Adam update of every parameter that has a gradient."""

@@ -11,20 +11,11 @@ from __future__ import annotations
 import numpy as np
 import yaml
 
+from ..config import differences
 from .reader import ResultFile
 
-# Fields that may differ between a run and its replay: they name the output, not the computation.
-IGNORED = ("name", "output", "training.replay")
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and key not in ("domains", "cuts"):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+# Fields that may differ between a run and its replay: they name the output or its checkpoints, not the computation.
+IGNORED = ("name", "output", "training.replay", "training.checkpoint_every")
 
 
 def replay_round(served_client, served_buffer, served_events):
@@ -61,14 +52,9 @@ def load_replay(path: str, config) -> dict[int, list[list[int]]]:
             clients, buffers, events = (r.array(name) for name in names)
     except (OSError, KeyError) as e:
         raise ValueError(f"{where} is not a readable huscf-mpi result file ({e})") from None
-    ours = _flat(config.model_dump(mode="json"))
-    theirs = _flat(recorded)
-    for key in sorted(set(ours) | set(theirs)):
-        if key in IGNORED:
-            continue
-        if ours.get(key) != theirs.get(key):
-            raise ValueError(f"{where} was run with {key} = {theirs.get(key)!r}, this run has {ours.get(key)!r}; "
-                             "a replay needs the recorded run's config")
+    for key, have, had in differences(config, recorded, IGNORED)[:1]:
+        raise ValueError(f"{where} was run with {key} = {had!r}, this run has {have!r}; "
+                         "a replay needs the recorded run's config")
     try:
         return {r + 1: replay_round(clients[r], buffers[r], events[r]) for r in range(len(clients))}
     except ValueError as e:

@@ -149,6 +149,16 @@ LAYOUT: tuple[Dataset | Table | Attrs, ...] = (
     Attrs("", "lifecycle: schema_version, status, error, created, finished; stop attrs of an unfinished run"),
     Attrs(PROVENANCE, "how the run came about: config, seed, command, code, MPI, hosts, times"),
     Attrs(RUN, "engine facts: iterations per round, evaluators, server threads, start-up time"),
+    Attrs("checkpoint", "the last checkpoint (issue 11): every, folder, round, bytes (all ranks), seconds, count "
+                        "and total_seconds of this file's checkpoints"),
+    Table("resumes", "start of the run and each resume", (
+        _c("round", "int64", "", "rounds already done when this part started (0 = the first start)", True),
+        _c("started", STR, "", "UTC start time", True),
+        _c("slurm_job_id", STR, "", "SLURM job id (empty outside SLURM)", True),
+        _c("slurm_restart_count", "int64", "", "SLURM_RESTART_COUNT: times SLURM requeued the job (0 if none)"),
+        _c("ranks", "int64", "", "MPI ranks", True),
+        _c("hosts", STR, "", "distinct host names, comma-separated"),
+    ), "the run's parts: one row per start (`huscf-mpi train --resume` adds one)"),
     Dataset(DOMAINS, "(n_domains,)", STR, "", "ordered domain names; columns of rounds/generation_score"),
     Table(PARTITION, "client", (
         _c("client", "int32", "", "client rank (1..N)", True),

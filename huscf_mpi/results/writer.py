@@ -212,6 +212,56 @@ class ResultWriter:
         root["finished"] = ""
         self._file.flush()
 
+    @classmethod
+    def reopen(cls, path: str | Path, rounds: int) -> "ResultWriter":
+        """Continue the unfinished file ``<path>.partial`` of a run resumed after ``rounds`` rounds.
+
+        Rows past the checkpoint (``rounds/*`` beyond ``rounds``, ``samples/*`` beyond the
+        evaluations among them) are dropped, the stop attributes removed and ``status`` set back
+        to "running"; everything else (provenance, partition, cuts) stays as the first part wrote it.
+
+        Raises
+        ------
+        FileNotFoundError
+            No ``<path>.partial``.
+        ValueError
+            The file is complete, or holds fewer rounds than ``rounds``.
+        """
+        self = cls.__new__(cls)
+        self.path, self.partial_path = Path(path), schema.partial_path(path)
+        if not self.partial_path.is_file():
+            raise FileNotFoundError(f"no unfinished result file {self.partial_path} to continue")
+        f = self._file = h5py.File(self.partial_path, "r+", locking="best-effort")
+        self._declared = []
+        try:
+            if f.attrs.get("status") == schema.STATUS_COMPLETE:
+                raise ValueError(f"{self.partial_path} says it is complete")
+            have = f["rounds/round"].shape[0] if "rounds/round" in f else 0
+            if have < rounds:
+                raise ValueError(f"{self.partial_path} holds {have} rounds, the checkpoint {rounds}")
+            evaluated = int(np.sum(f["rounds/evaluated"][:rounds])) if "rounds/evaluated" in f else 0
+            for group, keep in (("rounds", rounds), ("samples", evaluated)):
+                for ds in (f[group].values() if group in f else ()):
+                    if isinstance(ds, h5py.Dataset) and ds.maxshape and ds.maxshape[0] is None:
+                        ds.resize(min(ds.shape[0], keep), axis=0)
+            for key in (*schema.STOP_ATTRS, "error", "finished"):
+                if key in f.attrs:
+                    del f.attrs[key]
+            f.attrs["status"], f.attrs["error"], f.attrs["finished"] = schema.STATUS_RUNNING, "", ""
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        self.status = schema.STATUS_RUNNING
+        return self
+
+    def read(self, name: str) -> np.ndarray:
+        """The stored dataset ``name`` (e.g. a table column ``resumes/round``), as written."""
+        return self._open()[name.strip("/")][()]
+
+    def has(self, name: str) -> bool:
+        return name.strip("/") in self._open()
+
     # ------------------------------------------------------------------ helpers
     @property
     def closed(self) -> bool:

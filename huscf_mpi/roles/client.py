@@ -18,13 +18,16 @@ from ..cuts.emulation import Pacer
 from ..data import ClientBatches, decoded_meta, load_shard, open_domain
 from ..strategies import RunInfo, Strategy
 from .reports import evaluation_due, max_rss_bytes, private_dirty_bytes, round_stats_fields
-from . import preflight
+from . import checkpointing, preflight
 from .setup import ClientAssignment
 
 log = logging.getLogger("huscf_mpi")
 
 
-def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransport, strategy: Strategy) -> None:
+def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransport, strategy: Strategy,
+               resume: checkpointing.Resume | None = None) -> None:
+    """Train every round (after ``resume.round`` when resuming: the state saved then is restored
+    first), checkpointing at the rounds :func:`checkpointing.due` names."""
     cfg, client = info.config, transport.rank
     error, evaluator = None, None
     fields = round_stats_fields(strategy)
@@ -51,12 +54,18 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
         else:
             log.info("rank %d: a device without data of client %d", client,
                      next(c for c in info.clients if client in info.group(c)))
+        if resume is not None:
+            checkpointing.restore_client(resume.load(client), side, batches, evaluator, transport)
+            resume.forget()
     except Exception as e:  # reported collectively so no rank is left waiting
         error = f"client {client}: {e}"
     preflight.check(transport, error, transport.declared_bytes(), cfg.preflight.memory, cfg.preflight.memory_fraction)
 
-    transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
-    for r in range(1, cfg.training.rounds + 1):
+    if resume is None:
+        transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
+    start, every = (resume.round if resume else 0) + 1, cfg.training.checkpoint_every
+    root = checkpointing.files.checkpoint_dir(cfg.output_path)
+    for r in range(start, cfg.training.rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
         loss_d = loss_g = 0.0
         seconds = np.full(info.iterations_per_round, np.nan)  # the first iterations_per_round only
@@ -87,6 +96,9 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
         if evaluator is not None and evaluation_due(r, cfg.evaluation.every, cfg.training.rounds):
             side.begin_evaluation()
             evaluator.round(side)
+        if checkpointing.due(r, every, cfg.training.rounds):
+            checkpointing.save_client(transport.comm, root, r,
+                                      checkpointing.client_state(side, batches, evaluator, transport))
     if evaluator is not None:
         side.begin_evaluation()
         evaluator.final(side)

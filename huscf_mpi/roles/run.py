@@ -37,6 +37,7 @@ from ..comm import DeadlineExceeded, MPITransport
 from ..config import Config
 from ..errors import ClientsLost, SetupError, UsageError
 from ..registry import TITLES, load_strategy
+from . import checkpointing
 from .client import run_client
 from .setup import agree, build_run_info
 from .threads import available_cores, server_threads
@@ -71,8 +72,8 @@ def ending(exc: BaseException | None, progress: stopping.Progress, rounds: int |
     :class:`~huscf_mpi.stopping.PeerCrashed`, too few live clients (:class:`ClientsLost`), a
     :class:`~huscf_mpi.comm.DeadlineExceeded` (a client silent for ``training.client_timeout_s``)
     or any other exception "failed"; nothing
-    "complete". Checkpointing (issue 11, points 3-5) would hook in here: save, then end as
-    "interrupted".
+    "complete". A stopped run continues from its last checkpoint (``train --resume``), which
+    was written at a round's end: the rounds after it are trained again.
     """
     from ..results import schema
 
@@ -132,8 +133,12 @@ class _State:
     progress: stopping.Progress = field(default_factory=stopping.Progress)
 
 
-def train(config: Config, data_root: str | None = None, overwrite: bool = False, poll_sleep_max: float = 1e-3):
-    """Run one training job of ``config.strategy`` on ``MPI.COMM_WORLD``; returns the result path on rank 0, else None."""
+def train(config: Config, data_root: str | None = None, overwrite: bool = False, poll_sleep_max: float = 1e-3,
+          resume: checkpointing.Resume | None = None):
+    """Run one training job of ``config.strategy`` on ``MPI.COMM_WORLD``; returns the result path on rank 0, else None.
+
+    ``resume``: continue the stopped run whose checkpoint it names (``config`` must be that run's):
+    every rank reloads its state and rank 0 appends to the same result file."""
     stopping.install()
     transport = MPITransport(MPI.COMM_WORLD, poll_sleep_max=poll_sleep_max)
     if transport.rank == 0:
@@ -142,7 +147,7 @@ def train(config: Config, data_root: str | None = None, overwrite: bool = False,
     torch.set_num_threads(server_threads(config.server.threads, available_cores()) if transport.rank == 0 else 1)
     state = _State()
     try:
-        _train(config, transport, data_root, overwrite, state)
+        _train(config, transport, data_root, overwrite, state, resume)
     except SetupError as e:  # raised on every rank together (agreed); the CLI prints one line
         if transport.rank == 0 and state.writer is not None:  # e.g. the memory preflight, after the file was made
             end = ending(e, state.progress)
@@ -157,6 +162,7 @@ def train(config: Config, data_root: str | None = None, overwrite: bool = False,
     if transport.rank > 0:
         return None
     where = _finish(config, transport, state, None)
+    checkpointing.remove(checkpointing.files.checkpoint_dir(config.output_path))  # complete: nothing to resume
     if state.progress.lost_clients:  # complete, but lost ranks never reach MPI_Finalize: end the job here
         _abort(transport.comm, 0)
     return where
@@ -188,6 +194,7 @@ def _finish(config, transport, state, exc: BaseException | None):
             log.info("wrote %s", where)
             return where
         left = f"result file left at {where} (status {end.status})" if where else "no result file written"
+        left += _resume_hint(config, where)
         if isinstance(exc, stopping.Interrupted):
             log.warning("%s; %s", end.error, left)
         else:
@@ -213,12 +220,37 @@ def _abort(comm, code: int) -> None:
     os._exit(code)  # MPICH's MPI_Abort can return before the launcher kills this process
 
 
-def _train(config, transport, data_root, overwrite, state) -> None:
+def _resume_hint(config, where) -> str:
+    """"; continue with ..." when the stopped run has a checkpoint to resume from, else ""."""
+    try:
+        root, manifest = checkpointing.files.find(checkpointing.files.checkpoint_dir(config.output_path))
+    except ValueError:
+        return ""
+    return f"; continue it with `huscf-mpi train --resume {where}` (from round {manifest.round})"
+
+
+def _saved_plan(transport, resume):
+    """Rank 0's cut plan from the checkpoint (None elsewhere); every rank checks the rank count."""
+    if transport.size != resume.manifest.ranks:
+        raise SetupError(f"--resume: the checkpoint was written by {resume.manifest.ranks} MPI ranks, this run has "
+                         f"{transport.size}; run `mpiexec -n {resume.manifest.ranks}`")
+    error, plan = None, None
+    if transport.rank == 0:
+        try:
+            plan = resume.load(0)["plan"]
+        except (ValueError, KeyError) as e:
+            error = f"--resume: {e}"
+    agree(transport, error)
+    return plan
+
+
+def _train(config, transport, data_root, overwrite, state, resume=None) -> None:
     rank = transport.rank
     method = load_strategy(config.strategy)
-    info, assignment, summary, plan, hosts = build_run_info(config, transport, data_root, method.uses_cuts,
-                                                            method.devices_per_client(config), method.needs_profiles,
-                                                            overwrite=overwrite)
+    saved_plan = _saved_plan(transport, resume) if resume is not None else None
+    info, assignment, summary, plan, hosts = build_run_info(
+        config, transport, data_root, method.uses_cuts, method.devices_per_client(config), method.needs_profiles,
+        overwrite=None if resume else overwrite, resumed=resume is not None, saved_plan=saved_plan)
     # The waiting ranks of a node wake at most ~1,000 times per second per core in all, however
     # many ranks share the node (100 ranks on 2 cores: a 50 ms cap, at most 1/32 of a wait late).
     transport.poll_sleep_max *= max(1.0, hosts.count(hosts[rank]) / available_cores())
@@ -228,30 +260,59 @@ def _train(config, transport, data_root, overwrite, state) -> None:
         from ..results.writer import ResultWriter
 
         try:
-            state.writer = ResultWriter(config.output_path, overwrite=overwrite)
+            state.writer = (ResultWriter.reopen(config.output_path, resume.round) if resume is not None
+                            else ResultWriter(config.output_path, overwrite=overwrite))
         except (FileExistsError, OSError) as e:
-            error = f"output {config.output_path}: {e}; pass --overwrite or set --output"
+            error = (f"--resume: {e}" if resume is not None
+                     else f"output {config.output_path}: {e}; pass --overwrite or set --output")
+        except ValueError as e:  # reopen: a complete file, or fewer rounds than the checkpoint
+            error = f"--resume: {e}"
     agree(transport, error)
     state.set_up = True
+    if resume is not None:
+        state.progress.rounds_done = resume.round
     if rank > 0:
-        run_client(info, assignment, transport, method)
+        run_client(info, assignment, transport, method, resume)
         return None
     from .server import run_server  # h5py, tqdm: rank 0 only (issue 7, lean clients)
+    from ..results import schema
     from ..results.writer import utc_now
 
     writer, state.iterations = state.writer, info.iterations_per_round
     writer.declare(*method.records)  # what a strategy outside the package adds to the layout
-    _write_setup(writer, info, summary, hosts, transport, plan.record)
+    if resume is None:
+        _write_setup(writer, info, summary, hosts, transport, plan.record)
+    _record_start(writer, resume, transport.size, hosts)
     t0 = time.time()
-    log.info("%s: %d clients, %d iterations per round, %d rounds; writing %s", TITLES.get(method.name, method.name),
-             len(info.clients), info.iterations_per_round, config.training.rounds, writer.partial_path)
+    log.info("%s: %d clients, %d iterations per round, %d rounds; writing %s%s", TITLES.get(method.name, method.name),
+             len(info.clients), info.iterations_per_round, config.training.rounds, writer.partial_path,
+             f" (resumed after round {resume.round})" if resume else "")
     launched = min((t for t in starts if t is not None), default=None)
-    final = run_server(info, transport, method, writer, launched=launched, progress=state.progress)
+    every = config.training.checkpoint_every
+    checkpoints = checkpointing.Checkpoints(
+        root=checkpointing.files.checkpoint_dir(config.output_path) if every else None, plan=plan, resume=resume,
+        poll=transport.on_poll, manifest=dict(result=str(writer.partial_path), config_yaml=config.to_yaml(),
+                                              config_hash=checkpointing.files.config_hash(config.to_yaml()),
+                                              schema_version=schema.SCHEMA_VERSION))
+    final = run_server(info, transport, method, writer, launched=launched, progress=state.progress,
+                       checkpoints=checkpoints)
     state.progress.phase = "finishing"
     writer.write_provenance(ended=utc_now(), wall_seconds=time.time() - t0)
     for d, m in final.items():
         log.info("final %s: %s", d, ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     return None
+
+
+def _record_start(writer, resume, ranks: int, hosts: list[str]) -> None:
+    """Add this part of the run to the ``resumes`` table (round 0 for the first start)."""
+    from ..results.writer import utc_now
+
+    row = {"round": resume.round if resume else 0, "started": utc_now(), "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+           "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT") or 0), "ranks": ranks,
+           "hosts": ",".join(sorted(set(hosts)))}
+    table = {k: [v.decode() if isinstance(v, bytes) else v for v in writer.read(f"resumes/{k}")]
+             if writer.has(f"resumes/{k}") else [] for k in row}
+    writer.write_table("resumes", {k: [*table[k], v] for k, v in row.items()})
 
 
 def _write_setup(writer, info, summary: list[dict], hosts: list[str], transport, cut_record: dict) -> None:

@@ -15,7 +15,7 @@ from ..stopping import Progress
 from ..strategies import RunInfo, ServerStrategy, Strategy
 from .reports import (SCALARS, audio_clip_count, evaluation_due, grid_shape, max_rss_bytes, n_chunks,
                       private_dirty_bytes, round_stats_fields)
-from . import preflight
+from . import checkpointing, preflight
 
 log = logging.getLogger("huscf_mpi")
 
@@ -38,9 +38,12 @@ def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, t
 
 def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
                writer: ResultWriter, launched: float | None = None,
-               progress: Progress | None = None) -> dict[str, dict[str, float]]:
+               progress: Progress | None = None, checkpoints: checkpointing.Checkpoints | None = None
+               ) -> dict[str, dict[str, float]]:
     """Run every round; returns the final metrics per domain. The caller closes ``writer``.
 
+    ``checkpoints`` (:class:`~huscf_mpi.roles.checkpointing.Checkpoints`): where and how to checkpoint, and a resumed run's
+    saved state (its rounds before ``checkpoints.resume.round`` are not run again).
     ``launched``: when the first rank was created (seconds since the epoch, ±1 s); the time
     from it to the first iteration is recorded as ``/run`` attribute ``startup_seconds``.
     ``progress`` is kept up to date (phase, rounds written, iterations of the next), for the
@@ -55,8 +58,13 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     fields = round_stats_fields(method)
     clips = {}  # evaluating client -> rows of its AUDIO_CLIPS (audio domains only)
     grid_shapes = {}  # evaluating client -> shape of its SAMPLE_GRID (a lost one's rows stay blank)
+    checkpoints = checkpoints or checkpointing.Checkpoints()
+    resume = checkpoints.resume
     try:
         strategy = method.server(info, transport)
+        if resume is not None:
+            checkpointing.restore_server(resume.load(0), strategy, transport)
+            resume.forget()
         for c in reporting:
             transport.declare(c, ROUND_STATS, (len(fields),), np.float64, send=False)
             transport.declare(c, ITERATION_SECONDS, (info.iterations_per_round,), np.float64, send=False)
@@ -96,9 +104,12 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         log.info("first iteration %.1f s after launch (%d ranks)", startup, transport.size)
     bar = tqdm(total=rounds * iters, desc="training", unit="it", dynamic_ncols=True,
                mininterval=1.0, smoothing=0.05)
-    transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
+    start = (resume.round if resume else 0) + 1
+    if resume is None:
+        transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
+    bar.update((start - 1) * iters)
     progress.phase = "training"
-    for r in range(1, rounds + 1):
+    for r in range(start, rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
         steps, last, work = [], [t0], [0.0]  # seconds of each server step; synchronous iterations done
 
@@ -175,6 +186,8 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         log.info("round %d/%d: loss D %.3f G %.3f, %s%s, %.1f s (+%.1f s eval)", r, rounds, loss_d,
                  loss_g, record.log, f", generation score {score_text}" if score_text else "",
                  wall, eval_seconds)
+        if checkpoints.root is not None and checkpointing.due(r, cfg.training.checkpoint_every, rounds):
+            checkpoints.save(r, strategy, transport, writer, reporting)
     bar.close()
     progress.phase = "final evaluation"
 

@@ -81,7 +81,8 @@ def output_problem(path: Path, overwrite: bool) -> str | None:
 
 
 def build_run_info(config: Config, transport: MPITransport, data_root: str | None, uses_cuts: bool = True,
-                   devices_per_client: int = 1, needs_profiles: bool = False, overwrite: bool | None = None
+                   devices_per_client: int = 1, needs_profiles: bool = False, overwrite: bool | None = None,
+                   resumed: bool = False, saved_plan: CutPlan | None = None
                    ) -> tuple[RunInfo, ClientAssignment | None, list[dict], CutPlan, list[str]]:
     """Collective set-up. Returns the shared :class:`RunInfo`, this client's assignment
     (``None`` on rank 0), (rank 0 only) the partition summary rows, the cut
@@ -92,7 +93,8 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     the cached labels, broadcasts the small per-client table (domain, size, excluded labels)
     and scatters each client only its own shard indices, as one ``Scatterv`` of int64.
     With ``overwrite`` given (True or False), rank 0 also checks the output path first
-    (:func:`output_problem`).
+    (:func:`output_problem`). A ``resumed`` run takes rank 0's ``saved_plan`` (from its
+    checkpoint) instead of profiling and choosing cuts again.
     """
     rank, size = transport.rank, transport.size
     n, k = config.data.n_clients, devices_per_client
@@ -148,8 +150,12 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
     agree(transport, error)
 
     # Fixed cuts or none: emulated profiles only (if any); `cuts: ga`: profiling and the GA.
-    plan = (plan_profiles(config, transport, fixed, measure=needs_profiles) if not uses_cuts or fixed is not None
-            else plan_cuts(config, arch, transport))
+    if resumed:
+        plan = transport.bcast(saved_plan if rank == 0 else None)
+    elif not uses_cuts or fixed is not None:
+        plan = plan_profiles(config, transport, fixed, measure=needs_profiles)
+    else:
+        plan = plan_cuts(config, arch, transport)
     cuts = plan.cuts
     summary = transport.bcast(payload if rank == 0 else None)
     sizes = {row["client"]: row["size"] for row in summary}

@@ -125,6 +125,7 @@ TRAIN_OVERRIDES = {
     "max_samples_per_client": ("data.max_samples_per_client", "--max-samples-per-client"), "cuts": ("cuts", "--cuts"),
     "mode": ("training.mode", "--mode"), "buffer": ("training.buffer", "--buffer"),
     "deadline_ms": ("training.deadline_ms", "--deadline-ms"), "replay": ("training.replay", "--replay"),
+    "checkpoint_every": ("training.checkpoint_every", "--checkpoint-every"),
 }
 
 
@@ -176,6 +177,8 @@ def main():
               help="buffered mode: close a buffer MS after its first arrival (training.deadline_ms)")
 @click.option("--replay", default=None, metavar="FILE",
               help="repeat a buffered or sequential run bit for bit from its result file (training.replay)")
+@click.option("--checkpoint-every", type=int, default=None, metavar="R",
+              help="checkpoint after every R rounds and the last (training.checkpoint_every; 0 = none)")
 @click.option("--resume", default=None, metavar="PATH",
               help="continue a stopped run from its last checkpoint: give its <output>.partial (or <output>.ckpt); "
               "its config is the stopped run's (--config and options may only repeat it)")
@@ -184,7 +187,7 @@ def main():
 @click.option("-v", "--verbose", is_flag=True, help="info-level logs from every rank, not just rank 0")
 def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs, iterations_per_epoch,
           batch_size, width, max_samples_per_client, name, strategy, cuts, mode, buffer, deadline_ms, replay,
-          resume, busy_wait, verbose):
+          checkpoint_every, resume, busy_wait, verbose):
     """Train HuSCF-GAN or a baseline. Launch with mpiexec: 1 server rank + one rank per client.
 
     Every method (--strategy huscf | fedgan | mdgan | centralized) uses the same ranks,
@@ -224,7 +227,7 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
         seed=seed, output=output, name=name, strategy=strategy, rounds=rounds, local_epochs=local_epochs,
         iterations_per_epoch=iterations_per_epoch, batch_size=batch_size, width=width,
         max_samples_per_client=max_samples_per_client, cuts=cuts, mode=mode, buffer=buffer,
-        deadline_ms=deadline_ms, replay=replay))
+        deadline_ms=deadline_ms, replay=replay, checkpoint_every=checkpoint_every))
     try:
         found = None
         if resume is not None:

@@ -166,8 +166,13 @@ def test_resume_names_what_it_looked_for(tmp_path):
     (root / "manifest.json").write_text(json.dumps({**_manifest(1).__dict__, "format_version": 99}))
     with pytest.raises(ValueError, match="checkpoint format 99, this huscf-mpi reads 1"):
         files.find(root)
-    with pytest.raises(ValueError, match="checkpoint file .*rank-00000.pt"):
+    with pytest.raises(ValueError, match="checkpoint file .*rank-00000.pt: No such file or directory"):
         files.load_rank(files.rank_file(root, 1, 0))
+    path = files.rank_file(root, 1, 0)
+    files.save_rank(path, {"w": torch.zeros(1000)})
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"rank-00000.pt is truncated or corrupted \(PytorchStreamReader"):
+        files.load_rank(path)
 
 
 def test_reopening_drops_the_rows_after_the_checkpoint(tmp_path):

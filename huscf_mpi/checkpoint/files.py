@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,8 +82,12 @@ def load_rank(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             return torch.load(f, weights_only=False)
-    except (OSError, EOFError, RuntimeError, ValueError) as e:
-        raise ValueError(f"checkpoint file {path}: {getattr(e, 'strerror', None) or e}") from None
+    except OSError as e:
+        raise ValueError(f"checkpoint file {path}: {e.strerror or e}") from None
+    except (EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as e:
+        first = str(e).split(". ")[0].strip() or type(e).__name__
+        raise ValueError(f"checkpoint file {path} is truncated or corrupted ({first}); resume from an intact "
+                         "checkpoint or start the run again") from None
 
 
 def config_hash(config_yaml: str) -> str:

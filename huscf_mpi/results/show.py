@@ -119,6 +119,15 @@ def summary(path: str | Path, max_rounds: int = 20) -> str:
             lines.append(f"ranks: {prov.get('n_ranks', '?')}   hosts: {host_text or '-'}")
         if prov.get("slurm_job_id"):
             lines.append(f"slurm job: {prov['slurm_job_id']}")
+        parts = rf.table("resumes") if "resumes" in rf else None
+        if parts is not None and len(parts) > 1:  # one row per start: the first, then each --resume
+            lines.append("resumed: " + "; ".join(
+                f"after round {int(p['round'])} at {p['started']}" + (f" (job {p['slurm_job_id']})" if p["slurm_job_id"]
+                                                                      else "") for _, p in parts.iloc[1:].iterrows()))
+        checkpoint = rf.attrs("checkpoint") if "checkpoint" in rf else {}
+        if checkpoint and not rf.complete:
+            lines.append(f"checkpoint: after round {checkpoint['round']} in {checkpoint['folder']}: continue with "
+                         f"huscf-mpi train --resume {rf.path}")
         if "git_commit" in prov:
             dirty = " (dirty)" if prov.get("git_dirty") else ""
             lines.append(f"git: {prov['git_commit']}{dirty}")

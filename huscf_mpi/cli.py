@@ -198,9 +198,10 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     sample grids and the final synthetic-data classification metrics.
 
     \b
-    Stopping: SIGINT (Ctrl-C), SIGTERM or SIGUSR1 to mpiexec stops the run at rank 0's next
-    wait; the file stays at <output>.partial with status "interrupted", and mpiexec exits
-    128 + the signal number (130, 143, 138). A crash leaves it "failed" (exit 1).
+    Stopping: SIGINT (Ctrl-C) or SIGTERM to mpiexec stops the run at rank 0's next wait;
+    SIGUSR1 (SLURM's --signal warning) first finishes the round and its checkpoint. The file
+    stays at <output>.partial with status "interrupted", and mpiexec exits 128 + the signal
+    number (130, 143, 138). A crash leaves it "failed" (exit 1).
 
     \b
     Resuming: every training.checkpoint_every rounds (default 1) each rank saves its state

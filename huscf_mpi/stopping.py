@@ -14,15 +14,23 @@ signal, and rank 0 alone acts on it:
   waits for a message, which is at least once per iteration, so a recorded signal becomes an
   :class:`Interrupted` raised at a wait. ``roles/run.py`` then marks the result file
   "interrupted", logs one line and ends the job with ``MPI_Abort``.
+- SIGUSR1 while training with checkpoints (SLURM's warning that the wall time is running out)
+  is held instead (:func:`defer`): rank 0 finishes the round, writes its checkpoint and only
+  then stops, so a resume loses nothing. SIGINT and SIGTERM (Ctrl-C, ``scancel``, the time
+  limit itself, after which SLURM kills within ``KillWait`` seconds) stop at once; the resume
+  then repeats the rounds after the last checkpoint. A second signal of any kind stops at once.
 - Client ranks ignore the signal: rank 0's abort ends them. A client that crashes reports
   its error to rank 0 (:data:`CRASH_TAG`), which raises :class:`PeerCrashed` at its next wait,
   so the file says which rank failed.
 
 A stopped run is continued from its last checkpoint, written at the end of a round
-(``huscf-mpi train --resume``, :mod:`huscf_mpi.roles.checkpointing`).
+(``huscf-mpi train --resume``, :mod:`huscf_mpi.roles.checkpointing`). Deviation from issue 11's
+"finish the current iteration": the unit is the round, the only point where every rank is at
+the same place without a control message per iteration.
 """
 from __future__ import annotations
 
+import logging
 import signal
 from dataclasses import dataclass, field
 
@@ -32,7 +40,12 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 # MPI tag of a client's crash report to rank 0 (pickled text; outside the kinds' ranges, see comm/kinds.py).
 CRASH_TAG = 32000
 
+# SLURM's wall-time warning (--signal=B:USR1@<seconds>): time to finish the round, not to drop it.
+GRACEFUL = signal.SIGUSR1
+
 _received: list[int] = []
+_state = {"defer": False, "announced": False}
+log = logging.getLogger("huscf_mpi")
 
 
 class Stopped(BaseException):
@@ -103,12 +116,31 @@ def received() -> int | None:
     return _received[0] if _received else None
 
 
+def defer(on: bool) -> None:
+    """While on (training with checkpoints), a first SIGUSR1 is held, not raised: rank 0
+    finishes the round, checkpoints and then stops (:func:`held`). Any other signal, or a second
+    one, still stops the run at once."""
+    _state["defer"] = bool(on)
+
+
+def held() -> int | None:
+    """The SIGUSR1 being held until the round's checkpoint, or None."""
+    return _received[0] if _received == [GRACEFUL] and _state["defer"] else None
+
+
 def check() -> None:
-    """Raise :class:`Interrupted` if a stop signal has been received."""
-    if _received:
-        raise Interrupted(_received[0])
+    """Raise :class:`Interrupted` if a stop signal has been received (unless it is held: :func:`defer`)."""
+    if not _received:
+        return
+    if held() is None:
+        raise Interrupted(_received[-1])  # the one that stops the run now
+    if not _state["announced"]:
+        _state["announced"] = True
+        log.warning("%s: finishing this round and its checkpoint, then stopping (send it again, or SIGTERM, to "
+                    "stop at once)", signal.Signals(GRACEFUL).name)
 
 
 def reset() -> None:
     """Forget received signals (tests)."""
     _received.clear()
+    _state.update(defer=False, announced=False)

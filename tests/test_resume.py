@@ -49,14 +49,14 @@ def _log(tmp_path: Path, out: Path) -> str:
     return (tmp_path / f"{out.stem}.log").read_text(errors="replace").replace("\r", "\n")
 
 
-def _stop_after(tmp_path, out, proc, text: str, timeout=300) -> int:
-    """SIGUSR1 to mpiexec once ``text`` is in the log; returns mpiexec's exit code."""
+def _stop_after(tmp_path, out, proc, text: str, timeout=300, sig=signal.SIGUSR1) -> int:
+    """``sig`` to mpiexec once ``text`` is in the log; returns mpiexec's exit code."""
     t0 = time.monotonic()
     while text not in _log(tmp_path, out):
         assert proc.poll() is None, f"ended before {text!r}:\n{_log(tmp_path, out)[-3000:]}"
         assert time.monotonic() - t0 < timeout
         time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
+    proc.send_signal(sig)
     return proc.wait(timeout=120)
 
 
@@ -109,10 +109,13 @@ def test_a_sync_run_stopped_after_round_2_of_4_resumes_bit_for_bit(tmp_path):
     out = tmp_path / "stopped.h5"
     code = _stop_after(tmp_path, out, _train(tmp_path, HUSCF, out), "INFO round 2/4")
     assert code == 128 + signal.SIGUSR1, _log(tmp_path, out)[-3000:]
+    # SIGUSR1 (SLURM's wall-time warning) lets the round in progress finish and be checkpointed.
     with ResultFile(out, allow_incomplete=True) as stopped:  # closed: HDF5 would reuse this handle below
-        assert stopped.status == "interrupted" and stopped.stop["rounds_done"] >= 2
+        assert stopped.status == "interrupted" and stopped.stop["stop_phase"] == "checkpoint"
+        done = stopped.stop["rounds_done"]
+        assert stopped.error == f"interrupted by SIGUSR1 during checkpoint after {done} round(s)"
     manifest = json.loads(Path(f"{out}.ckpt/manifest.json").read_text())
-    assert manifest["round"] >= 2 and manifest["ranks"] == 3
+    assert manifest["round"] == done >= 2 and manifest["ranks"] == 3
     assert f"continue it with `huscf-mpi train --resume {out}.partial` (from round {manifest['round']})" in \
         _log(tmp_path, out)
 
@@ -157,10 +160,12 @@ def test_every_baseline_resumes_bit_for_bit(tmp_path, strategy):
     """The checkpoint captures each strategy side attribute by attribute (checkpoint/state.py):
     no baseline needs code of its own, and none loses state on the way."""
     cfg, ranks = BASELINES[strategy]
-    cfg = {**cfg, "training": {**cfg["training"], "rounds": 3}}
+    cfg = {**cfg, "training": {**cfg["training"], "rounds": 3, "iterations_per_epoch": 12}}
     ref = _uninterrupted(tmp_path, cfg, ranks)
     out = tmp_path / "stopped.h5"
-    assert _stop_after(tmp_path, out, _train(tmp_path, cfg, out, ranks), "checkpoint after round 1") == 138
+    # SIGTERM stops at once: the round in progress is dropped and trained again after the resume.
+    assert _stop_after(tmp_path, out, _train(tmp_path, cfg, out, ranks), "checkpoint after round 1",
+                       sig=signal.SIGTERM) == 143
     resumed = _train(tmp_path, cfg, out, ranks, extra=["--resume", str(Path(f"{out}.ckpt"))])
     assert resumed.wait(timeout=600) == 0, _log(tmp_path, out)[-3000:]
     _assert_same_run(ref, out)
@@ -172,7 +177,8 @@ def test_a_replayed_buffered_run_resumes_bit_for_bit(tmp_path):
     """An asynchronous run serves buffers in arrival order, which no resume can repeat; its replay
     (``training.replay``) serves the recorded order, so a replay stopped and resumed must equal
     the recorded run, bit for bit: the server's scheduling state survives the checkpoint."""
-    cfg = {**HUSCF, "training": {**HUSCF["training"], "rounds": 3, "mode": "buffered", "buffer": 1}}
+    cfg = {**HUSCF, "training": {**HUSCF["training"], "rounds": 3, "iterations_per_epoch": 12, "mode": "buffered",
+                                 "buffer": 1}}
     ref = _uninterrupted(tmp_path, cfg)
     replay = {**cfg, "training": {**cfg["training"], "replay": str(ref)}}
     out = tmp_path / "stopped.h5"

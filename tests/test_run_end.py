@@ -123,6 +123,31 @@ def _incomplete_everywhere(path: Path, status: str, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ without MPI
+def test_sigusr1_is_held_while_training_with_checkpoints_and_anything_else_stops_at_once():
+    from huscf_mpi import stopping
+
+    stopping.reset()
+    try:
+        stopping.defer(True)  # training with checkpoints
+        stopping._record(signal.SIGUSR1, None)
+        stopping.check()  # held until the round's checkpoint
+        assert stopping.held() == signal.SIGUSR1
+        stopping._record(signal.SIGTERM, None)  # then scancel or the time limit: now
+        with pytest.raises(stopping.Interrupted) as e:
+            stopping.check()
+        assert e.value.signal_name == "SIGTERM" and stopping.held() is None
+        for signals, deferring in (([signal.SIGUSR1, signal.SIGUSR1], True), ([signal.SIGINT], True),
+                                   ([signal.SIGUSR1], False)):  # twice; Ctrl-C; set-up or final evaluation
+            stopping.reset()
+            stopping.defer(deferring)
+            for s in signals:
+                stopping._record(s, None)
+            with pytest.raises(stopping.Interrupted):
+                stopping.check()
+    finally:
+        stopping.reset()
+
+
 def _writer(path) -> ResultWriter:
     w = ResultWriter(path)
     w.write_provenance(config_yaml=yaml.safe_dump(TOY), seed=3, strategy="toy")
@@ -278,8 +303,10 @@ def test_a_signal_to_mpiexec_interrupts_the_run(tmp_path, sig, cli):
         f"`huscf-mpi train --resume {out}.partial` (from round " in lines[0], log[-3000:]  # a round is checkpointed
     assert not out.exists()
     rf = ResultFile(out, allow_incomplete=True)
-    assert rf.status == "interrupted" and rf.error.startswith(f"interrupted by {sig.name} in round ")
-    assert rf.stop["stop_signal"] == sig.name and rf.stop["stop_phase"] == "training"
+    graceful = sig == signal.SIGUSR1  # finishes the round and its checkpoint first (huscf_mpi/stopping.py)
+    where = "during checkpoint after " if graceful else "in round "
+    assert rf.status == "interrupted" and rf.error.startswith(f"interrupted by {sig.name} {where}")
+    assert rf.stop["stop_signal"] == sig.name and rf.stop["stop_phase"] == ("checkpoint" if graceful else "training")
     assert rf.stop["rounds_done"] >= 1 and len(rf.rounds()) == rf.stop["rounds_done"]
     _incomplete_everywhere(rf.path, "interrupted", tmp_path)
 

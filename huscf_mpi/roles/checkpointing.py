@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
+from .. import stopping
 from ..checkpoint import files
 from ..checkpoint.state import SKIP, capture, global_rng_state, restore, set_global_rng_state
 
@@ -204,6 +205,7 @@ class Checkpoints:
             if not self.warned:
                 log.warning("no more checkpoints: clients %s were lost", sorted(strategy.lost))
                 self.warned = True
+                stopping.defer(False)  # a SIGUSR1 now stops at once: no checkpoint will come
             return
         cfg = strategy.info.config
         done = commit(transport.comm, self.root, r, server_state(strategy, transport, self.plan), ranks,

@@ -11,6 +11,7 @@ from ..comm import MPITransport, exposure_table, ledger_table
 from ..comm.kinds import AUDIO_CLIPS, EVAL_SCALARS, ITERATION_SECONDS, ROUND_STATS, SAMPLE_GRID
 from ..data import audio, get_domain
 from ..results import ResultWriter
+from .. import stopping
 from ..stopping import Progress
 from ..strategies import RunInfo, ServerStrategy, Strategy
 from .reports import (SCALARS, audio_clip_count, evaluation_due, grid_shape, max_rss_bytes, n_chunks,
@@ -109,6 +110,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
         transport.ledger.take_round()  # set-up traffic (link probes) is not a round's
     bar.update((start - 1) * iters)
     progress.phase = "training"
+    stopping.defer(checkpoints.root is not None)  # SIGUSR1: finish the round and its checkpoint first
     for r in range(start, rounds + 1):
         t0, w0 = time.perf_counter(), transport.wait_seconds
         steps, last, work = [], [t0], [0.0]  # seconds of each server step; synchronous iterations done
@@ -188,6 +190,10 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
                  wall, eval_seconds)
         if checkpoints.root is not None and checkpointing.due(r, cfg.training.checkpoint_every, rounds):
             checkpoints.save(r, strategy, transport, writer, reporting)
+            if stopping.held() is not None:
+                progress.phase = "checkpoint"
+                raise stopping.Interrupted(stopping.held())
+    stopping.defer(False)
     bar.close()
     progress.phase = "final evaluation"
 

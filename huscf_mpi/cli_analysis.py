@@ -157,13 +157,22 @@ def plot(files, out_dir, by, allow_incomplete):
 
 
 @click.command(context_settings=_SETTINGS)
-@click.option("--config", "config_paths", required=True, multiple=True, type=click.Path(dir_okay=False),
+@click.option("--config", "config_paths", multiple=True, type=click.Path(dir_okay=False),
               help="run config; written into the script as given (relative = relative to the sbatch directory). "
-                   "Repeat it, with --seeds, for one array job over configs x seeds")
+                   "Repeat it, with --seeds, for one array job over configs x seeds. Required unless --resume")
+@click.option("--resume", default=None, metavar="PATH",
+              help="render a script that continues a stopped run instead: give its <output>.partial (or "
+                   "<output>.ckpt); it runs huscf-mpi train --resume with the stopped run's ranks, config and "
+                   "result file. Not with --config, --array or --seeds")
 @click.option("--ntasks", type=int, default=None,
               help="MPI ranks: 1 server + the config's clients (the default; other values are refused)")
 @click.option("--time", "time_limit", default="24:00:00", show_default=True,
               help="wall-clock limit (HH:MM:SS, D-HH:MM:SS or minutes)")
+@click.option("--signal-grace", type=int, default=300, show_default=True, metavar="SECONDS",
+              help="SLURM signals the script (USR1) this long before --time ends; the run then finishes its round "
+                   "and checkpoint and stops (so give more than a round takes), and the job requeues itself to "
+                   "resume from there (HUSCF_REQUEUE=0 in the job's environment: it stays stopped). 0: no signal "
+                   "and no requeue")
 @click.option("--array", default=None, metavar="SPEC",
               help="array job over seeds, e.g. 0-4: task i runs --seed i and writes "
                    "results/<name>-<array job id>-<i>.h5")
@@ -190,8 +199,8 @@ def plot(files, out_dir, by, allow_incomplete):
                    "server.threads: auto. Default: all CPUs of its node")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="write the script here instead of stdout")
 @click.argument("train_args", nargs=-1, type=click.UNPROCESSED)
-def slurm(config_paths, ntasks, time_limit, array, seeds, launcher, partition, job_name, nodes, overcommit,
-          mem_per_cpu, server_node, server_cpus, out, train_args):
+def slurm(config_paths, resume, ntasks, time_limit, signal_grace, array, seeds, launcher, partition, job_name, nodes,
+          overcommit, mem_per_cpu, server_node, server_cpus, out, train_args):
     """Render a SLURM batch script that runs `huscf-mpi train` for a config.
 
     The script asks for one task (one CPU) per rank, sets one thread per rank, activates the
@@ -208,6 +217,12 @@ def slurm(config_paths, ntasks, time_limit, array, seeds, launcher, partition, j
     3 seeds: tasks 0-2 the first config, 3-5 the second, ...). The configs must need the same
     number of ranks; see jobs/README.md, "Comparing methods".
 
+    Every script asks SLURM for USR1 --signal-grace seconds before its time limit and passes it
+    on to the run, which finishes its round and checkpoint and stops; the job then requeues
+    itself (same job id, same result file) and resumes. With HUSCF_REQUEUE=0 in the
+    job's environment it stays stopped instead: render a script that continues it with
+    --resume <its .partial>. See jobs/README.md, "Wall-time limits, signals and resuming".
+
     \b
     Examples:
         huscf-mpi slurm --config jobs/configs/scenario6.yaml --time 2-00:00:00 > jobs/scenario6.sbatch
@@ -216,13 +231,24 @@ def slurm(config_paths, ntasks, time_limit, array, seeds, launcher, partition, j
         huscf-mpi slurm --config jobs/configs/scenario1.yaml --server-node --nodes 2 --mem-per-cpu 2G
         huscf-mpi slurm --config jobs/configs/compare/huscf.yaml --config jobs/configs/compare/fedgan.yaml \\
             --seeds 0-2 --out jobs/compare-array.sbatch     # 6 runs: huscf seeds 0-2, fedgan seeds 0-2
+        huscf-mpi slurm --resume results/scenario6-1234.h5.partial --time 2-00:00:00 --out resume.sbatch
         sbatch jobs/scenario6.sbatch        # from the project directory
     """
-    from .slurm import render_sbatch
+    from .slurm import render_resume, render_sbatch
 
+    if resume is not None:  # a stopped run brings its own config, rank count and single result file
+        for flag, value in (("--config", config_paths), ("--array", array), ("--seeds", seeds)):
+            if value:
+                raise _Fail(f"{flag}: --resume continues one stopped run with its own config and seed; "
+                            f"drop {flag}, or render a new run without --resume")
+    elif not config_paths:
+        raise _Fail("--config: give the run's config (repeat it with --seeds for several), or --resume PATH "
+                    "to continue a stopped run")
     # The header records how to re-render the script (argv is not ours when called from tests).
     words = ["huscf-mpi", "slurm"] + [w for path in config_paths for w in ("--config", path)]
-    for flag, value in (("--ntasks", ntasks), ("--time", time_limit), ("--array", array), ("--seeds", seeds),
+    words += ["--resume", resume] if resume is not None else []
+    for flag, value in (("--ntasks", ntasks), ("--time", time_limit), ("--signal-grace", signal_grace),
+                        ("--array", array), ("--seeds", seeds),
                         ("--launcher", launcher), ("--partition", partition), ("--job-name", job_name),
                         ("--nodes", nodes), ("--mem-per-cpu", mem_per_cpu)):
         if value is not None:
@@ -232,12 +258,15 @@ def slurm(config_paths, ntasks, time_limit, array, seeds, launcher, partition, j
     words += ["--server-cpus", str(server_cpus)] if server_cpus is not None else []
     words += ["--out", out] if out else []
     words += ["--", *train_args] if train_args else []
+    common = dict(ntasks=ntasks, time=time_limit, partition=partition, job_name=job_name, launcher=launcher,
+                  nodes=nodes, overcommit=overcommit, mem_per_cpu=mem_per_cpu, server_node=server_node,
+                  server_cpus=server_cpus, train_args=list(train_args), signal_grace=signal_grace,
+                  command=" ".join(shlex.quote(str(w)) for w in words), script_path=out)
     try:
-        text = render_sbatch(list(config_paths), ntasks=ntasks, time=time_limit, array=array, seeds=seeds,
-                             partition=partition, job_name=job_name, launcher=launcher, nodes=nodes,
-                             overcommit=overcommit, mem_per_cpu=mem_per_cpu, server_node=server_node,
-                             server_cpus=server_cpus, train_args=list(train_args),
-                             command=" ".join(shlex.quote(str(w)) for w in words), script_path=out)
+        if resume is not None:
+            text = render_resume(resume, **common)
+        else:
+            text = render_sbatch(list(config_paths), array=array, seeds=seeds, **common)
     except ValueError as e:
         raise _Fail(str(e)) from None
     _emit(text, out)

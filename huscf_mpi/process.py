@@ -108,3 +108,30 @@ def started_at() -> float | None:
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return None
+
+
+def unlink_shared_memory_names() -> list[str]:
+    """Remove the names of the MPI library's node-shared memory files (``/dev/shm/mpich_shm_*``)
+    that this process has mapped; returns the names it removed.
+
+    MPICH unlinks its node's segment only in ``MPI_Finalize``, so every job that ends by
+    ``MPI_Abort`` (a failed, interrupted or client-losing run: ``roles/run.py``) left ~3 MiB of
+    tmpfs, i.e. memory, per node behind, and a requeued SLURM job reusing the same job and
+    step ids could hang in ``MPI_Init`` on a stale file. Called once every rank has passed
+    ``MPI_Init`` (after set-up's first collective), when every rank of the node has mapped the
+    segment: the mappings stay valid, only the name goes. Ranks of a node race to remove the
+    same name; all but one find it gone, which is fine.
+    """
+    removed = []
+    try:
+        with open("/proc/self/maps") as f:
+            names = {line.split(maxsplit=5)[5].strip() for line in f if "/dev/shm/mpich_shm_" in line}
+    except OSError:
+        return removed
+    for name in sorted(names):
+        try:
+            os.unlink(name.removesuffix(" (deleted)"))
+            removed.append(name)
+        except OSError:
+            pass
+    return removed

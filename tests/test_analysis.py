@@ -395,7 +395,8 @@ def test_render_sbatch_single(tmp_path):
                  "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1",
                  'VENV="${HUSCF_VENV:-.venv}"', 'OUTPUT="results/scen-${SLURM_JOB_ID}.h5"'):
         assert line in text.splitlines(), line
-    assert "srun --mpi=pmi2 \\\n" in text and f"--config {cfg} --output \"$OUTPUT\" --rounds 2" in text
+    assert 'srun --mpi=pmi2 \\\n    "${TRAIN[@]}" &' in text
+    assert f'TRAIN=(huscf-mpi train --config {cfg} --output "$OUTPUT" --rounds 2)' in text
     assert "--array" not in text and "--seed" not in text
 
 
@@ -454,7 +455,8 @@ def test_render_sbatch_server_node_srun(tmp_path):
     server, clients = _het_parts(text)
     assert server == ["#SBATCH --job-name=scen", "#SBATCH --time=24:00:00", "#SBATCH --output=results/%x-%j.out",
                       "#SBATCH --partition=cpu", "#SBATCH --nodes=1", "#SBATCH --ntasks=1", "#SBATCH --exclusive",
-                      "#SBATCH --mem=0"]
+                      "#SBATCH --mem=0", "#SBATCH --signal=B:USR1@300", "#SBATCH --requeue",
+                      "#SBATCH --open-mode=append"]  # signal and requeue: component 0's options hold for the job
     assert clients == ["#SBATCH --partition=cpu", "#SBATCH --ntasks=4", "#SBATCH --cpus-per-task=1",
                        "#SBATCH --nodes=2", "#SBATCH --overcommit", "#SBATCH --mem-per-cpu=2G"]
     assert "5 MPI ranks (1 server + 4 clients: mnist 4), rank 0 on a node of its own" in text
@@ -462,10 +464,11 @@ def test_render_sbatch_server_node_srun(tmp_path):
     assert 'SERVER_CPUS="${SLURM_CPUS_ON_NODE:-$(nproc)}"' in text
     assert ('srun --mpi=pmi2 --ntasks=1 --cpus-per-task="$SERVER_CPUS" : \\\n'
             '    --mpi=pmi2 --ntasks=4 --cpus-per-task=1 \\\n'
-            f'    huscf-mpi train --config {cfg} --output "$OUTPUT" --rounds 2\n') in text
+            '    "${TRAIN[@]}" &\n') in text
+    assert f'TRAIN=(huscf-mpi train --config {cfg} --output "$OUTPUT" --rounds 2)' in text
     # clients keep one thread; nothing sets a thread count for rank 0 (train does, from server.threads)
     assert "export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1" in text.splitlines()
-    assert "server.threads: auto" in text and "mpiexec" not in text
+    assert "server.threads: auto" in text and "mpiexec -" not in text  # no mpiexec line (comments may name it)
     assert text.startswith("#!/bin/bash\n") and "$SLURM_NTASKS" not in text
 
 
@@ -473,8 +476,8 @@ def test_render_sbatch_server_node_mpiexec(tmp_path):
     cfg = _cfg(tmp_path, 4)
     text = render_sbatch(cfg, server_node=True, server_cpus=16)
     server, clients = _het_parts(text)
-    assert server[-5:] == ["#SBATCH --nodes=1", "#SBATCH --ntasks=1", "#SBATCH --exclusive", "#SBATCH --mem=0",
-                           "#SBATCH --cpus-per-task=16"]
+    assert server[-8:-3] == ["#SBATCH --nodes=1", "#SBATCH --ntasks=1", "#SBATCH --exclusive", "#SBATCH --mem=0",
+                             "#SBATCH --cpus-per-task=16"]
     assert clients == ["#SBATCH --ntasks=4", "#SBATCH --cpus-per-task=1"]
     assert "SERVER_CPUS=16  #" in text
     # Hydra: explicit layout from the components, rank 0 first and alone, proxies as srun --het-group steps
@@ -483,7 +486,7 @@ def test_render_sbatch_server_node_mpiexec(tmp_path):
                  'HOSTS="$SERVER_NODE:1"',
                  'HYDRA_LAUNCHER_AUTOFORK=0 mpiexec -launcher rsh -launcher-exec "$PROXY_LAUNCHER" -rmk user \\',
                  '    -hosts "$HOSTS" -n 5 \\',
-                 f'    huscf-mpi train --config {cfg} --output "$OUTPUT"'):
+                 '    "${TRAIN[@]}" &', f'TRAIN=(huscf-mpi train --config {cfg} --output "$OUTPUT")'):
         assert line in text.splitlines(), line
     assert '--het-group=0 --nodelist="$node" --nodes=1 --ntasks=1 --cpus-per-task="$HUSCF_SERVER_CPUS"' in text
     assert 'exec srun --het-group=1 --nodelist="$node" --nodes=1 --ntasks=1 --mpi=none --input=none' in text

@@ -278,6 +278,7 @@ def _interrupt(tmp_path, sig, cli: bool):
     _wait_for(proc, err, "INFO round 1/")
     running = _processes_of(out)
     assert len(running) >= 4, running  # mpiexec and 3 ranks
+    shm = _shared_memory_files(running)
     t0 = time.monotonic()
     proc.send_signal(sig)
     code = _finish(proc, timeout=60)
@@ -285,7 +286,20 @@ def _interrupt(tmp_path, sig, cli: bool):
     while any(_alive(p) for p in running):
         assert time.monotonic() - t0 < 60, f"processes left: {[p for p in running if _alive(p)]}"
         time.sleep(0.1)
+    assert not [f for f in shm if Path(f).exists()], shm  # MPI_Abort leaves no tmpfs behind (process.py)
     return out, err, code, seconds
+
+
+def _shared_memory_files(pids) -> set[str]:
+    """The MPI shared-memory files the processes ``pids`` have mapped (names, deleted or not)."""
+    found = set()
+    for pid in pids:
+        try:
+            found |= {line.split(maxsplit=5)[5].strip().removesuffix(" (deleted)")
+                      for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/dev/shm/mpich_shm_" in line}
+        except OSError:
+            pass
+    return found
 
 
 @pytest.mark.mpi

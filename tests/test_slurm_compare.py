@@ -91,13 +91,13 @@ def test_render_table(tmp_path):
                  f"    {str(b).ljust(width)}  # tasks 3-5: mnist 4, fashion_mnist 4",
                  "NAMES=(huscf fedgan)  # in the result file names", "SEEDS=(0 1 2)",
                  'OUTPUT="results/compare-${SLURM_ARRAY_JOB_ID}-${NAME}-s${SEED}.h5"',
-                 '    huscf-mpi train --config "$CONFIG" --output "$OUTPUT" --seed "$SEED" --rounds 2'):
+                 'TRAIN=(huscf-mpi train --config "$CONFIG" --output "$OUTPUT" --seed "$SEED" --rounds 2)'):
         assert line in lines, line
     assert 'mpiexec -n "$SLURM_NTASKS" \\' in lines and "set -euo pipefail" in lines
     # one config with --seeds: the same table form, named after the config
     text = render_sbatch([a], seeds="3,7", launcher="srun")
     assert "#SBATCH --job-name=huscf" in text and "#SBATCH --array=0-1" in text and "SEEDS=(3 7)" in text
-    assert "1 config x 2 seeds: one array job of 2 runs" in text and "srun --mpi=pmi2 \\\n" in text
+    assert "1 config x 2 seeds: one array job of 2 runs" in text and 'srun --mpi=pmi2 \\\n    "${TRAIN[@]}" &' in text
     if shutil.which("bash"):
         script = tmp_path / "t.sbatch"
         script.write_text(text)
@@ -180,7 +180,7 @@ def test_cli_slurm_configs_x_seeds(tmp_path, monkeypatch):
     text = (tmp_path / "cmp.sbatch").read_text()
     header = next(ln for ln in text.splitlines() if ln.startswith("# Rendered by: "))
     assert header == ("# Rendered by: huscf-mpi slurm --config huscf.yaml --config fedgan.yaml --time 02:00:00 "
-                      "--seeds 0-2 --launcher mpiexec --out cmp.sbatch -- --rounds 2")
+                      "--signal-grace 300 --seeds 0-2 --launcher mpiexec --out cmp.sbatch -- --rounds 2")
     assert "#SBATCH --array=0-5" in text and "    sbatch cmp.sbatch" in text
     # re-rendering from the header gives the same script
     (tmp_path / "cmp.sbatch").unlink()

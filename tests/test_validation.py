@@ -155,6 +155,20 @@ CASES = [
     ("slurm-arg-cuts", OK, ["slurm", "--config", "{cfg}", "--", "--cuts", "3,5,1,5"], ["-- --cuts:", "pinned"]),
     ("slurm-config-cuts", "cuts: [3, 5, 1, 5]\n" + OK, ["slurm", "--config", "{cfg}"], ["cuts: [3, 5, 1, 5]", "pinned"]),
     ("slurm-ntasks-word", OK, ["slurm", "--config", "{cfg}", "--ntasks", "abc"], ["--ntasks: 'abc' is not a valid"]),
+    # slurm: wall-time signal, requeue and resume (issue 11, point 5)
+    ("slurm-arg-resume", OK, ["slurm", "--config", "{cfg}", "--", "--resume", "r.h5.partial"],
+     ["-- --resume: the script adds --resume itself", "huscf-mpi slurm --resume PATH"]),
+    ("slurm-signal-grace-negative", OK, ["slurm", "--config", "{cfg}", "--signal-grace", "-1"],
+     ["--signal-grace -1 is not valid", "or 0 for no signal and no requeue"]),
+    ("slurm-signal-grace-word", OK, ["slurm", "--config", "{cfg}", "--signal-grace", "soon"],
+     ["--signal-grace: 'soon' is not a valid integer"]),
+    ("slurm-signal-grace-time", OK, ["slurm", "--config", "{cfg}", "--time", "5"],
+     ["--signal-grace 300: the warning would come before the job starts (--time 5 is 300 s)"]),
+    ("slurm-resume-missing", None, ["slurm", "--resume", "{tmp}/r.h5.partial"],
+     ["--resume", "no checkpoint at", "r.h5.ckpt/manifest.json"]),
+    ("slurm-resume-config", OK, ["slurm", "--resume", "{tmp}/r.h5.partial", "--config", "{cfg}"],
+     ["--config: --resume continues one stopped run", "drop --config"]),
+    ("slurm-no-config", None, ["slurm"], ["--config: give the run's config", "or --resume PATH"]),
 ]
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import seeding
+from .. import process, seeding
 from ..comm import MPITransport
 from ..config import Config
 from ..errors import SetupError
@@ -106,6 +106,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
         raise SetupError(f"{size} MPI ranks for {n} clients of {k} devices each ({config.strategy}): run "
                          f"`mpiexec -n {n * k + 1}` (1 server + {n} x {k}) or change data.domains in the config")
     hosts = transport.allgather(socket.gethostname())
+    process.unlink_shared_memory_names()  # every rank has passed MPI_Init: an aborted job leaves no tmpfs behind
     cache = Path(config.data.cache).expanduser()
     error, payload, root, fixed, replay = None, None, None, None, {}
     try:

@@ -23,7 +23,7 @@ import json
 import os
 import pickle
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 SUFFIX = ".ckpt"
@@ -122,7 +122,6 @@ class Manifest:
     seconds: float
     written: str
     format_version: int = FORMAT_VERSION
-    job_ids: list[str] = field(default_factory=list)
 
     def rank_file(self, root: Path, rank: int) -> Path:
         return rank_file(root, self.round, rank)

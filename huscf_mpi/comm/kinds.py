@@ -15,15 +15,19 @@ A :class:`Kind` names a message, fixes its MPI tag, its *plane* and its *payload
 Every kind is registered once in :data:`REGISTRY` by its tag; a second kind with the same tag
 or name raises, so strategies cannot collide silently. Engine kinds live here; each strategy
 declares its own in its module (tag ranges: engine 70-79, profiling 900, HuSCF-GAN 10-69,
-FedGAN 100-119, MD-GAN 200-219, centralized 300-319, FSL-GAN 400-419, tests 1000+). Tag 32000
-is reserved for a crashed rank's report to rank 0 (:data:`huscf_mpi.stopping.CRASH_TAG`), which
-is no kind: it bypasses the transport and the ledger.
+FedGAN 100-119, MD-GAN 200-219, centralized 300-319, FSL-GAN 400-419, tests 1000+). Tags 32000
+(a crashed rank's report to rank 0, :data:`huscf_mpi.stopping.CRASH_TAG`) and 32001 (a rank's
+checkpoint report, :data:`CHECKPOINT_TAG`) are reserved: no kinds, they bypass the transport and
+the ledger.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..stopping import CRASH_TAG
+
+# Raw MPI tag of a rank's checkpoint report to rank 0 (huscf_mpi.roles.checkpointing).
+CHECKPOINT_TAG = 32001
 
 PLANES = ("protocol", "evaluation", "report", "setup")
 PAYLOADS = ("raw_images", "real_labels", "synthetic_images", "sampled_labels", "smashed_data",
@@ -65,8 +69,8 @@ def kind(name: str, tag: int, plane: str, payload: str) -> Kind:
         raise ValueError(f"kind {name}: payload {payload!r} is not one of {PAYLOADS}")
     if not 0 <= tag <= 32767:
         raise ValueError(f"kind {name}: tag {tag} outside 0..32767")
-    if tag == CRASH_TAG:
-        raise ValueError(f"kind {name}: tag {tag} is reserved for crash reports (huscf_mpi.stopping)")
+    if tag in (CRASH_TAG, CHECKPOINT_TAG):
+        raise ValueError(f"kind {name}: tag {tag} is reserved for crash and checkpoint reports")
     new = Kind(name, tag, plane, payload)
     old = REGISTRY.get(tag)
     if old is not None and old != new:

@@ -33,12 +33,11 @@ from mpi4py import MPI
 
 from .. import stopping
 from ..checkpoint import files
+from ..comm.kinds import CHECKPOINT_TAG  # the report: float64 (3,) = (ok, bytes, seconds)
 from ..checkpoint.state import SKIP, capture, global_rng_state, restore, set_global_rng_state
 
 log = logging.getLogger("huscf_mpi")
 
-# Raw MPI tag of a rank's checkpoint report to rank 0: float64 (3,) = (ok, bytes, seconds).
-CHECKPOINT_TAG = 32001
 _POLL_S = 1e-3
 
 

@@ -137,6 +137,8 @@ def _restore(current, tagged, path: str):
         else:
             raise ValueError(f"unknown entry {tag!r}")
     except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as e:
+        if str(e).startswith("checkpoint entry "):
+            raise  # named by the innermost entry already
         raise ValueError(f"checkpoint entry {path} does not fit this run: {e}") from None
     return current
 

@@ -307,7 +307,8 @@ def _record_start(writer, resume, ranks: int, hosts: list[str]) -> None:
     """Add this part of the run to the ``resumes`` table (round 0 for the first start)."""
     from ..results.writer import utc_now
 
-    row = {"round": resume.round if resume else 0, "started": utc_now(), "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+    row = {"round": resume.round if resume else 0, "started": utc_now(),
+           "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
            "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT") or 0), "ranks": ranks,
            "hosts": ",".join(sorted(set(hosts)))}
     table = {k: [v.decode() if isinstance(v, bytes) else v for v in writer.read(f"resumes/{k}")]

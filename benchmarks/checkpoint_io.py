@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
 from huscf_mpi.checkpoint import files  # noqa: E402
+from huscf_mpi.durable import write_atomic  # noqa: E402
 
 
 def per_rank(comm, root: Path, state: dict) -> int:
@@ -49,7 +50,7 @@ def gathered(comm, root: Path, state: dict) -> int:
     comm.Gatherv(mine, [whole, sizes] if comm.rank == 0 else None, root=0)
     if comm.rank:
         return 0
-    return files.write_atomic(root / "round-000001" / "all-ranks.bin", lambda f: f.write(whole.tobytes()))
+    return write_atomic(root / "round-000001" / "all-ranks.bin", lambda f: f.write(whole.tobytes()))
 
 
 def main() -> None:

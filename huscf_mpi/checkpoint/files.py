@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..durable import write_atomic
 
 SUFFIX = ".ckpt"
 MANIFEST = "manifest.json"
@@ -39,33 +40,6 @@ def checkpoint_dir(output: str | Path) -> Path:
 
 def rank_file(root: Path, round_index: int, rank: int) -> Path:
     return Path(root) / f"round-{round_index:06d}" / f"rank-{rank:05d}.pt"
-
-
-def fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # some file systems cannot open folders; the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, write) -> int:
-    """Call ``write(file)`` on ``<path>.tmp``, fsync it and rename it to ``path``; returns its bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-    return path.stat().st_size
 
 
 def save_rank(path: Path, state: dict) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..durable import fsync
 from . import schema
 
 _STR_DTYPE = h5py.string_dtype("utf-8")
@@ -75,20 +76,6 @@ class ResultNotPlaced(OSError):
     def __init__(self, message: str, where: Path):
         super().__init__(message)
         self.where = Path(where)
-
-
-def _fsync(path: Path) -> None:
-    """Flush ``path`` (a file or a folder) to stable storage; best effort (some file systems refuse)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _set_attrs(obj: h5py.HLObject, attrs: dict) -> None:
@@ -510,11 +497,11 @@ class ResultWriter:
             self._file.close()
             self._file = None
             self.status = status
-            _fsync(self.partial_path)
+            fsync(self.partial_path)
             return self.partial_path
         self._file.close()
         self._file = None
-        _fsync(self.partial_path)
+        fsync(self.partial_path)
         try:
             os.replace(self.partial_path, self.path)
         except OSError as e:
@@ -523,7 +510,7 @@ class ResultWriter:
             raise ResultNotPlaced(reason, self.partial_path) from e
         try:
             self._mark(self.path, schema.STATUS_COMPLETE)
-            _fsync(self.path.parent)
+            fsync(self.path.parent)
         except OSError as e:
             reason = f"the finished run's file could not be marked complete at {self.path}: {e.strerror or e}"
             where = self.path
@@ -542,7 +529,7 @@ class ResultWriter:
             f.attrs["status"] = status
             f.attrs["error"] = one_line(error)
         self.status = status
-        _fsync(path)
+        fsync(path)
 
     def __enter__(self) -> "ResultWriter":
         return self

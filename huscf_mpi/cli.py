@@ -122,6 +122,7 @@ TRAIN_OVERRIDES = {
     "local_epochs": ("training.local_epochs", "--local-epochs"),
     "iterations_per_epoch": ("training.iterations_per_epoch", "--iterations-per-epoch"),
     "batch_size": ("training.batch_size", "--batch-size"), "width": ("model.width", "--width"),
+    "body_norm": ("model.body_norm", "--body-norm"),
     "max_samples_per_client": ("data.max_samples_per_client", "--max-samples-per-client"), "cuts": ("cuts", "--cuts"),
     "mode": ("training.mode", "--mode"), "buffer": ("training.buffer", "--buffer"),
     "deadline_ms": ("training.deadline_ms", "--deadline-ms"), "replay": ("training.replay", "--replay"),
@@ -163,10 +164,13 @@ def main():
 @click.option("--iterations-per-epoch", type=int, default=None, help="override the epoch length")
 @click.option("--batch-size", type=int, default=None, help="per-client batch (training.batch_size)")
 @click.option("--width", type=float, default=None, help="model width multiplier (1.0 = paper model)")
+@click.option("--body-norm", type=click.Choice(["batch", "group", "layer", "none"]), default=None,
+              help="norm of the blocks the server can run (model.body_norm): batch = BatchNorm (SPEC §2, default); "
+              "group, layer = GroupNorm, per sample, the same in every mode; none")
 @click.option("--max-samples-per-client", type=int, default=None, help="cap each client's shard")
 @click.option("--name", default=None, help="run name (used in the default output path)")
 @click.option("--strategy", default=None, metavar="NAME",
-              help="the method: huscf (default), fedgan, mdgan or centralized (the config's `strategy`)")
+              help="the method: huscf (default), fedgan, mdgan, fslgan or centralized (the config's `strategy`)")
 @click.option("--cuts", "cuts", type=CutsType(), default=None, metavar="MODE|G_HEAD,G_TAIL,D_HEAD,D_TAIL",
               help="cut vector for every client (e.g. 2,4,1,5) or a mode: ga (SPEC §5), uniform-min, uniform-max, random")
 @click.option("--mode", type=click.Choice(["sync", "buffered", "sequential"]), default=None,
@@ -186,8 +190,8 @@ def main():
               "(faster with one core per rank, wasteful when ranks outnumber cores)")
 @click.option("-v", "--verbose", is_flag=True, help="info-level logs from every rank, not just rank 0")
 def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs, iterations_per_epoch,
-          batch_size, width, max_samples_per_client, name, strategy, cuts, mode, buffer, deadline_ms, replay,
-          checkpoint_every, resume, busy_wait, verbose):
+          batch_size, width, body_norm, max_samples_per_client, name, strategy, cuts, mode, buffer, deadline_ms,
+          replay, checkpoint_every, resume, busy_wait, verbose):
     """Train HuSCF-GAN or a baseline. Launch with mpiexec: 1 server rank + one rank per client.
 
     Every method (--strategy huscf | fedgan | mdgan | centralized) uses the same ranks,
@@ -226,7 +230,7 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
 
     overrides, options = train_overrides(dict(
         seed=seed, output=output, name=name, strategy=strategy, rounds=rounds, local_epochs=local_epochs,
-        iterations_per_epoch=iterations_per_epoch, batch_size=batch_size, width=width,
+        iterations_per_epoch=iterations_per_epoch, batch_size=batch_size, width=width, body_norm=body_norm,
         max_samples_per_client=max_samples_per_client, cuts=cuts, mode=mode, buffer=buffer,
         deadline_ms=deadline_ms, replay=replay, checkpoint_every=checkpoint_every))
     try:
@@ -324,7 +328,7 @@ def profile(config_path, batch_size, width):
     # Rank 0 is timed with the threads it would train with, since the GA uses its speed.
     torch.set_num_threads(server_threads(cfg.server.threads, available_cores()) if rank == 0 else 1)
     try:
-        arch = domain_architecture(cfg.model.architecture, cfg.data.domains)
+        arch = domain_architecture(cfg.model.architecture, cfg.data.domains, cfg.model.body_norm)
     except (KeyError, ValueError, UsageError) as e:
         _fail(str(e).strip("'\""), rank)
     costs, times, links = measure_ranks(cfg, arch, MPITransport(MPI.COMM_WORLD))

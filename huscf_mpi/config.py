@@ -101,6 +101,10 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     architecture: str = "cgan28"
     width: Float = Field(1.0, gt=0, le=4, description="hidden-channel multiplier; 1.0 = paper model")
+    body_norm: Literal["batch", "group", "layer", "none"] = Field(
+        "batch", description="norm of blocks 2-4, those a cut can leave on the server: batch = BatchNorm (SPEC §2; "
+        "its statistics are those of the samples in one body pass, one client's in sequential mode), group = "
+        "GroupNorm (<= 8 groups), layer = GroupNorm with one group, none; block 1 keeps BatchNorm")
 
 
 class TrainingConfig(_Section):
@@ -409,7 +413,7 @@ class Config(_Section):
         from .models import CutVector, domain_architecture
 
         try:
-            arch = domain_architecture(self.model.architecture, self.data.domains)
+            arch = domain_architecture(self.model.architecture, self.data.domains, self.model.body_norm)
         except KeyError as e:
             raise ValueError(f"model.architecture: {e.args[0]}") from None
         except ValueError as e:

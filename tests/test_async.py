@@ -158,6 +158,17 @@ def test_a_deadline_leaves_a_slow_client_out_and_a_replay_repeats_the_run(tmp_pa
     _assert_same(live, replayed, SAME + ("iterations", "staleness", "served_client", "served_buffer"))
 
 
+@pytest.mark.mpi
+@needs_data
+def test_sequential_mode_trains_with_a_per_sample_body_norm(tmp_path):
+    # model.body_norm (issue 10): the blocks the server can run normalise each sample on its
+    # own, so sequential mode's one-client passes compute what sync's all-client ones would.
+    run = _train(tmp_path, TINY, "group", ["--mode", "sequential", "--body-norm", "group"])
+    assert run.config["model"]["body_norm"] == "group" and run.status == "complete"
+    assert run.array("rounds/buffer_sizes").tolist() == [[9, 0, 0]] * 2  # 9 buffers of 1 client per round
+    assert np.isfinite(run.array("rounds/loss_d")).all() and np.isfinite(run.final()["mnist"]["generation_score"])
+
+
 def _rank_pid(out, rank: int) -> int | None:
     """The pid of MPI rank ``rank`` of the run writing ``out`` (Hydra gives each rank PMI_RANK)."""
     for d in Path("/proc").iterdir():

@@ -11,7 +11,8 @@ torch.set_num_threads(1)
 ARCH = get_architecture("cgan28")
 # Every architecture the domains use: the MNIST family, PneumoniaMNIST (2 classes), CIFAR-10.
 ARCHS = {"cgan28": ARCH, "cgan28-2cls": get_architecture("cgan28", (1, 28, 28), 2),
-         "cgan32-rgb": get_architecture("cgan32", (3, 32, 32), 10)}
+         "cgan32-rgb": get_architecture("cgan32", (3, 32, 32), 10),
+         "cgan28-group": get_architecture("cgan28", body_norm="group")}  # model.body_norm
 WIDTH = 0.25
 SEED = 7
 
@@ -56,7 +57,7 @@ def test_cgan32_shapes_and_size():
 def test_architecture_comes_from_the_domains():
     assert domain_architecture("cgan28", ["mnist"]) is ARCH
     pneu = domain_architecture("cgan28", ["pneumoniamnist"])
-    assert pneu.key == ("cgan28", (1, 28, 28), 2) and pneu is ARCHS["cgan28-2cls"]
+    assert pneu.key == ("cgan28", (1, 28, 28), 2, "batch") and pneu is ARCHS["cgan28-2cls"]
     assert pneu.blocks("g", 0.25)[0].embed.num_embeddings == 2
     assert domain_architecture("cgan32", ["cifar10"]).image_shape == (3, 32, 32)
     # a 2-class domain beside 10-class ones: the label embedding covers the largest count
@@ -115,6 +116,45 @@ def test_server_body_runs_each_block_on_the_clients_whose_span_has_it():
                 x = full.blocks[str(b)](x)
             torch.testing.assert_close(out[c], x)
     assert set(captured) == {1, 2, 3}
+
+
+@pytest.mark.parametrize("family", ["cgan28", "cgan32"])
+@pytest.mark.parametrize("norm", ["group", "layer", "none"])
+def test_a_per_sample_body_norm_makes_each_clients_body_output_independent_of_the_others(family, norm):
+    # model.body_norm (issue 10): what the server body computes for one client's smashed data
+    # must not depend on which other clients share the pass (sync: all, buffered: some,
+    # sequential: none), in training mode too; with SPEC §2's BatchNorm it does.
+    arch = get_architecture(family, body_norm=norm)
+    assert arch.key[-1] == norm and arch is get_architecture(*arch.key)
+    expected = {"group": torch.nn.GroupNorm, "layer": torch.nn.GroupNorm, "none": torch.nn.Identity}[norm]
+    for net in "gd":
+        blocks = arch.blocks(net, WIDTH)
+        assert isinstance(blocks[0].norm, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))  # block 1 never leaves the client
+        for block in blocks[1:4]:
+            norm_layer = block[1]
+            assert type(norm_layer) is expected
+            if norm == "group":
+                assert norm_layer.num_channels % norm_layer.num_groups == 0 and 1 < norm_layer.num_groups <= 8
+            if norm == "layer":
+                assert norm_layer.num_groups == 1
+    cuts = {1: CutVector.from_tuple((1, 5, 1, 5)), 2: CutVector.from_tuple((1, 5, 1, 5))}
+    for a, check in ((arch, torch.testing.assert_close), (get_architecture(family), _differs)):
+        parts = client_models(a, WIDTH, cuts[1], SEED)
+        body = server_bodies(a, WIDTH, cuts, SEED)["g"].train()
+        with torch.no_grad():
+            smashed = {c: parts.g_head(*_inputs("g", batch=4 + c, arch=a)) for c in cuts}
+            together, _ = body(smashed)
+            alone, _ = body({1: smashed[1]})
+        check(together[1], alone[1])
+
+
+def _differs(a, b):
+    assert not torch.allclose(a, b, atol=1e-4)
+
+
+def test_an_unknown_body_norm_is_refused():
+    with pytest.raises(ValueError, match="unknown body norm 'instance'; choose one of batch, group, layer, none"):
+        get_architecture("cgan28", body_norm="instance")
 
 
 @pytest.mark.parametrize("arch_id", list(ARCHS))

@@ -1,4 +1,4 @@
-"""MPITransport's arrival-order path (recv_any), deadlines, cancel/close and replay (issue 10, point 2).
+"""MPITransport's arrival-order path (recv_first), deadlines and cancel/close (issue 10, point 2).
 
 In-process tests use ``COMM_SELF`` (a rank sending to itself); tests/mpi/arrival_order.py runs
 3 ranks where rank 0 serves whichever of ranks 1 and 2 is first.
@@ -27,30 +27,29 @@ def _self_transport(*kinds):
     return t
 
 
-def test_recv_any_records_arrival_and_ledger():
+def test_recv_first_consumes_one_message_and_counts_it_in_the_ledger():
     t = _self_transport()
     t.isend(0, SELF, np.arange(3.0))
-    peer, buf = t.recv_any([0], SELF, timeout=5)
-    assert peer == 0 and buf.tolist() == [0.0, 1.0, 2.0]
-    assert t.arrivals == [(SELF.tag, 0)]
+    peer, got, buf = t.recv_first([(0, SELF)], timeout=5)
+    assert peer == 0 and got is SELF and buf.tolist() == [0.0, 1.0, 2.0]
     assert t.ledger.entries[("received", SELF.tag, 0, "3", "float64")] == [1, 24]
-    assert t.take_arrivals() == [(SELF.tag, 0)] and t.arrivals == []
+    assert t._recv[(0, SELF)].request is None  # consumed, not re-posted until the next wait
     assert t.close() == {}
 
 
-def test_recv_any_deadline():
+def test_recv_first_deadline():
     t = _self_transport()
     t0 = time.perf_counter()
     with pytest.raises(DeadlineExceeded) as e:
-        t.recv_any([0], SELF, timeout=0.2)
+        t.recv_first([(0, SELF)], timeout=0.2)
     elapsed = time.perf_counter() - t0
     assert 0.2 <= elapsed < 1.0
     assert isinstance(e.value, TimeoutError) and e.value.missing == [0] and e.value.kind is SELF
     assert "async_test_self" in str(e.value) and "[0]" in str(e.value)
-    assert t.wait_seconds >= 0.2 and t.arrivals == [] and not t.ledger.entries
+    assert t.wait_seconds >= 0.2 and not t.ledger.entries
     # The receive stays posted: a message sent afterwards is still picked up by the next wait.
     t.isend(0, SELF, np.ones(3))
-    assert t.recv_any([0], SELF, timeout=5)[1].tolist() == [1.0, 1.0, 1.0]
+    assert t.recv_first([(0, SELF)], timeout=5)[2].tolist() == [1.0, 1.0, 1.0]
     assert t.close() == {}
 
 
@@ -76,24 +75,21 @@ def test_cancel_after_arrival_returns_message():
     assert t.ledger.entries[("received", SELF.tag, 0, "3", "float64")] == [1, 24]
 
 
-def test_recv_any_errors_and_replay():
+def test_recv_first_over_no_pairs_is_refused():
     t = _self_transport()
-    with pytest.raises(ValueError, match="no peers"):
-        t.recv_any([], SELF)
-    t.replay([(SELF.tag, 3)])
-    with pytest.raises(RuntimeError, match="replay expects async_test_self from 3"):
-        t.recv_any([0], SELF, timeout=0.1)
-    t.replay([])
+    with pytest.raises(ValueError, match="no \\(peer, kind\\) pairs"):
+        t.recv_first([])
     assert t.close() == {}
 
 
-def test_mixed_kinds_and_arrivals():
+def test_recv_first_over_two_kinds_returns_each_once():
     t = _self_transport(SELF, OTHER)
     t.isend(0, OTHER, np.zeros(3))
     t.isend(0, SELF, np.ones(3))
-    assert t.recv_any([0], SELF, timeout=5)[0] == 0
-    assert t.recv_any([0], OTHER, timeout=5)[0] == 0
-    assert t.arrivals == [(SELF.tag, 0), (OTHER.tag, 0)]
+    pairs = [(0, SELF), (0, OTHER)]
+    first = t.recv_first(pairs, timeout=5)
+    rest = t.recv_first([p for p in pairs if p[1] is not first[1]], timeout=5)
+    assert rest[1] is OTHER and rest[2].tolist() == [0.0] * 3
     t.close()
 
 
@@ -113,13 +109,11 @@ def test_arrival_order_on_three_ranks(tmp_path):
     assert err["missing"] == [2] and err["kind"] == "async_test_late" and 0.5 <= err["elapsed"] < 2.0
     assert seen["phase4_cancel_2"] is True
     assert seen["phase5_error"]["missing"] == [2] and 0.5 <= seen["phase5_error"]["elapsed"] < 2.0
-    assert seen["phase6"] == [[1, 1.0], [2, 2.0]]
+    assert seen["phase6"] == [[2, "async_test_up", 2.0], [1, "async_test_mix", 1.0]]
     assert seen["close_left"] == [[1, "async_test_many", 7.0]]  # arrived during phase 5, never consumed
     assert seen["still_posted"] == []
-    up, late, many, replay = 1010, 1011, 1012, 1013
-    assert seen["arrivals"] == [[up, 2], [up, 1], [up, 1], [up, 2], [up, 1], [up, 1], [up, 2],
-                                [late, 1], [replay, 1], [replay, 2]]
-    # 32 bytes a message; the ledger counts recv_any's messages and the one close() found.
-    assert seen["ledger"] == [[up, 1, 4, 128], [up, 2, 3, 96], [late, 1, 1, 32], [many, 1, 1, 32],
-                              [replay, 1, 1, 32], [replay, 2, 1, 32]]
+    up, late, many, mix = 1010, 1011, 1012, 1013
+    # 32 bytes a message; the ledger counts recv_first's messages and the one close() found.
+    assert seen["ledger"] == [[up, 1, 4, 128], [up, 2, 4, 128], [late, 1, 1, 32], [many, 1, 1, 32],
+                              [mix, 1, 1, 32]]
     assert wall < 30

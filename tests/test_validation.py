@@ -78,6 +78,8 @@ CASES = [
     ("empty-domains", "data: {domains: {}}\n", ["train", "--config", "{cfg}"], ["data.domains: needs at least one"]),
     ("unknown-architecture", "model: {architecture: nope}\n" + OK, ["train", "--config", "{cfg}"],
      ["model.architecture: unknown architecture 'nope'", "cgan28"]),
+    ("unknown-body-norm", "model: {body_norm: instance}\n", ["train", "--config", "{cfg}"],
+     ["model.body_norm: must be 'batch', 'group', 'layer' or 'none', got 'instance'"]),
     # cross-field rules
     ("cross-clusters-over-clients", "federation: {clusters: 5}\n" + OK, ["train", "--config", "{cfg}"],
      ["federation.clusters: 5 clusters for 2 clients", "at most 2"]),

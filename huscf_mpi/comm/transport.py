@@ -19,17 +19,17 @@ with more ranks than cores (normal on a laptop) a rank that busy-waits steals th
 computing rank needs. ``poll_sleep_max=0`` gives plain blocking waits for dedicated cores
 (a spinning ``Testall`` loop where ``on_poll`` is set: rank 0 must see stop signals while it waits).
 
-Arrival order (the foundation of the asynchronous modes, issue 10): :meth:`recv_any` keeps a
-receive posted for every peer it is asked about and returns whichever message arrives first,
-recording the order of arrivals in :attr:`MPITransport.arrivals` so that a later run can
-:meth:`~MPITransport.replay` it. Waits take an optional ``timeout`` and then raise
+Arrival order (the foundation of the asynchronous modes, issue 10): :meth:`recv_first` keeps a
+receive posted for every ``(peer, kind)`` it is asked about and returns whichever message
+arrives first (the asynchronous server records what it served, so a run can be replayed:
+``strategies/asynchronous.py``). Waits take an optional ``timeout`` and then raise
 :class:`DeadlineExceeded` instead of waiting forever; :meth:`~MPITransport.cancel` and
 :meth:`~MPITransport.close` withdraw receives that will not be answered (MPI requires every
 posted receive to be matched or cancelled before ``MPI_Finalize``).
 
 Left as it is, on purpose: a second :meth:`~MPITransport.isend` of a kind to a peer still
 waits until the first has gone. Below MPICH's eager threshold an ``Isend`` completes at once;
-above it, the first completes when the receiver has a receive posted, which ``recv_any``
+above it, the first completes when the receiver has a receive posted, which ``recv_first``
 keeps posted except while the caller consumes the buffer. A second in-flight send (double
 send buffers) would not land any earlier, since the receiver holds one buffer per
 ``(peer, kind)``; it would need double receive buffers as well, and it would change when the
@@ -38,7 +38,6 @@ lock-step protocol's sends return, so it waits for a measured need.
 from __future__ import annotations
 
 import time
-from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -92,12 +91,9 @@ class MPITransport:
     pacer : paces protocol-plane messages to an emulated link (``NoPacer``: real speed).
     on_poll : called before every test of a wait (None: nothing); may raise to end the wait.
         Rank 0 raises :class:`~huscf_mpi.stopping.Interrupted` or ``PeerCrashed`` from it.
-    wait_timeout : seconds :meth:`recv_many`, :meth:`recv` and :meth:`recv_any` wait when given no
+    wait_timeout : seconds :meth:`recv_many`, :meth:`recv` and :meth:`recv_first` wait when given no
         ``timeout`` before raising :class:`DeadlineExceeded` (None: for ever). Rank 0 sets it to
         ``training.client_timeout_s`` for training and lifts it with :meth:`untimed` for evaluations.
-    arrivals : ``(kind tag, peer)`` of every message :meth:`recv_any` returned, in the order
-        returned (only :meth:`recv_any` records; the lock-step :meth:`recv_many` has a fixed
-        order). :meth:`take_arrivals` hands them over and starts a new list.
     """
 
     comm: MPI.Comm = field(default_factory=lambda: MPI.COMM_WORLD)
@@ -114,9 +110,6 @@ class MPITransport:
         self._send: dict[tuple[int, Kind], _Slot] = {}
         self._recv: dict[tuple[int, Kind], _Slot] = {}
         self._in_flight: dict[int, _Slot] = {}  # id → send slot posted and not yet seen complete
-        self.arrivals: list[tuple[int, int]] = []
-        self._next_first: dict[int, int] = {}   # kind tag → peer recv_any polls first next time
-        self._replay: dict[int, deque] | None = None
         self._abandoned: list = []  # (request, data) of sends to lost peers, never waited for
 
     # -- set-up ---------------------------------------------------------------------------
@@ -223,57 +216,22 @@ class MPITransport:
             self.pacer.transfer(slot.buffer.nbytes)  # the emulated downlink, after the real receive
         return slot.buffer
 
-    def recv_any(self, peers, kind: Kind, timeout: float | None = None) -> tuple[int, np.ndarray]:
-        """Wait for the first message of ``kind`` from any of ``peers``; returns ``(peer, buffer)``.
-
-        A receive is posted for every peer in ``peers`` that has none (the one returned by the
-        previous call is re-posted here, once its buffer has been consumed); the others stay
-        posted, and a message that completed meanwhile is returned by a later call. Waiting
-        polls ``Testany`` with the sleeps of the other waits (``Waitany`` when
-        ``poll_sleep_max <= 0`` and no timeout). When several messages are already in, the
-        poll starts after the peer returned last for this kind, so no peer is starved.
-
-        The message is counted in the ledger and paced like :meth:`recv_many`'s, and
-        ``(kind tag, peer)`` is appended to :attr:`arrivals`. Under :meth:`replay`, the call
-        waits for the peer recorded next for this kind instead of the first to arrive.
-
-        The buffer is the transport's: consume it before the next call of ``recv_any`` or
-        :meth:`recv_many` for this kind (which re-posts the receive into it).
-
-        Raises :class:`DeadlineExceeded` (every peer missing) once ``timeout`` seconds pass
-        without a message, ``ValueError`` if ``peers`` is empty, and ``RuntimeError`` if a
-        replayed peer is not among ``peers``.
-        """
-        peers = list(peers)
-        if not peers:
-            raise ValueError(f"rank {self.rank}: recv_any({kind.name}) over no peers")
-        for p in peers:
-            self.post(p, kind)
-        wanted = peers
-        queue = self._replay.get(int(kind)) if self._replay is not None else None
-        if queue:
-            wanted = [queue[0]]
-            if wanted[0] not in peers:
-                raise RuntimeError(f"rank {self.rank}: replay expects {kind.name} from {wanted[0]}, "
-                                   f"which is not among the peers {peers}")
-        first = self._next_first.get(int(kind))
-        start = wanted.index(first) if first in wanted else 0
-        order = wanted[start:] + wanted[:start]
-        peer, _, buffer = self.recv_first([(p, kind) for p in order], timeout)
-        if queue:
-            queue.popleft()
-        self._next_first[int(kind)] = order[(order.index(peer) + 1) % len(order)]
-        return peer, buffer
-
     def recv_first(self, pairs, timeout: float | None = None) -> tuple[int, Kind, np.ndarray]:
         """Wait for the first message of any ``(peer, kind)`` of ``pairs``; returns ``(peer, kind, buffer)``.
 
-        The general form of :meth:`recv_any` (several kinds at once, no replay): a receive is
-        posted for every pair that has none, the others stay posted; when several messages are
-        in, the earliest pair in ``pairs`` wins. Ledger, pacing and :attr:`arrivals` as in
-        :meth:`recv_any`. Raises :class:`DeadlineExceeded` (naming every peer of ``pairs``)
-        once ``timeout`` seconds (None: :attr:`wait_timeout`) pass without a message, and
-        ``ValueError`` if ``pairs`` is empty.
+        A receive is posted for every pair that has none (the one returned by the previous call
+        is re-posted here, once its buffer has been consumed); the others stay posted, and a
+        message that completed meanwhile is returned by a later call. When several messages
+        are in, the earliest pair in ``pairs`` wins. Waiting polls ``Testany`` with the sleeps
+        of the other waits (``Waitany`` when ``poll_sleep_max <= 0``, no timeout and no
+        ``on_poll``). The message is counted in the ledger and paced like :meth:`recv_many`'s.
+
+        The buffer is the transport's: consume it before the next wait for that pair (which
+        re-posts the receive into it).
+
+        Raises :class:`DeadlineExceeded` (naming every peer of ``pairs``) once ``timeout``
+        seconds (None: :attr:`wait_timeout`) pass without a message, and ``ValueError`` if
+        ``pairs`` is empty.
         """
         pairs = list(pairs)
         if not pairs:
@@ -300,7 +258,6 @@ class MPITransport:
             index = got[0]
         peer, kind = pairs[index]
         buffer = self._take(peer, kind, slots[index])
-        self.arrivals.append((int(kind), peer))
         self._sweep()
         return peer, kind, buffer
 
@@ -313,23 +270,6 @@ class MPITransport:
             yield
         finally:
             self.wait_timeout = saved
-
-    def take_arrivals(self) -> list[tuple[int, int]]:
-        """The ``(kind tag, peer)`` arrivals recorded since the previous call, in order; starts a new list."""
-        out, self.arrivals = self.arrivals, []
-        return out
-
-    def replay(self, arrivals) -> None:
-        """Make :meth:`recv_any` return peers in the order of ``arrivals`` (``(kind tag, peer)`` pairs).
-
-        Each call for a kind waits for the next peer recorded for that kind, so a run fed the
-        arrivals of an earlier run sees its messages in the same order. Once a kind's record
-        is used up, ``recv_any`` returns live arrivals again. ``replay([])`` ends replaying.
-        """
-        queues: dict[int, deque] = {}
-        for tag, peer in arrivals:
-            queues.setdefault(int(tag), deque()).append(int(peer))
-        self._replay = queues or None
 
     def cancel(self, peer: int, kind: Kind) -> np.ndarray | None:
         """Withdraw the posted receive of ``kind`` from ``peer`` (``MPI_Cancel``).

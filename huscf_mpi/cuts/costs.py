@@ -26,6 +26,7 @@ Two counting modes:
     Linear                  2·in·out + out                              4·in·out + out
     BatchNorm2d             8·C·H·W                                     11·C·H·W
     BatchNorm1d             8·features                                  11·features
+    GroupNorm               8·C·H·W (ours: as BatchNorm2d)              11·C·H·W
     ReLU / LeakyReLU        1 / 2 per output element                    2 / 3 per output element
     Tanh / Sigmoid          5 / 3 per output element                    3 / 2 per output element
     Embedding, Flatten      0                                           0
@@ -189,7 +190,7 @@ def _reference_layer(m: nn.Module, out_shape: tuple[int, ...], first: bool) -> t
     if isinstance(m, nn.Linear):
         macs = m.in_features * m.out_features
         return 2 * macs + m.out_features, (2 if first else 4) * macs + m.out_features
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)):  # GroupNorm (model.body_norm): as BatchNorm
         return 8 * elements, 11 * elements
     for kind, (f, g) in _REF_ACTIVATIONS.items():
         if isinstance(m, kind):

@@ -1,8 +1,9 @@
 """Architectures as ordered block lists, and the registry the config names them by (SPEC §2).
 
 An architecture *family* (``cgan28``, ``cgan32``) fixes the block structure and the image
-side; the domain fixes the rest: image channels and the number of classes.
-``get_architecture(name, image_shape, n_classes)`` builds (once per process) the
+side; the domain fixes the rest: image channels and the number of classes; the config may
+choose the norm of the blocks the server can run (``model.body_norm``, :mod:`.norms`).
+``get_architecture(name, image_shape, n_classes, body_norm)`` builds (once per process) the
 :class:`Architecture` for that combination, and :func:`domain_architecture` derives the
 combination from the run's domains, refusing domains whose image shapes differ (they could
 not share a server body) or that the family cannot take. ``get_architecture(name)`` alone
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from . import cgan28, cgan32
+from .norms import BODY_NORMS
 
 GENERATOR, DISCRIMINATOR = "g", "d"
 NETS = (GENERATOR, DISCRIMINATOR)
@@ -35,6 +37,7 @@ class Architecture:
     build : maps ``(net, width)`` to the list of blocks of that network (block 1 first).
     pinned : per network, the 1-based blocks that always run on the server; clustering
         (SPEC §3) reads the output of the first pinned discriminator block.
+    body_norm : the norm of blocks 2..L-1 (:data:`.norms.BODY_NORMS`; ``"batch"`` is SPEC §2's).
     """
 
     name: str
@@ -43,11 +46,12 @@ class Architecture:
     z_dim: int
     build: Callable[[str, float], list[nn.Module]]
     pinned: dict[str, tuple[int, ...]]
+    body_norm: str = "batch"
 
     @property
-    def key(self) -> tuple[str, tuple[int, int, int], int]:
-        """``(name, image_shape, n_classes)``: ``get_architecture(*key)`` returns this architecture."""
-        return (self.name, tuple(self.image_shape), int(self.n_classes))
+    def key(self) -> tuple[str, tuple[int, int, int], int, str]:
+        """``(name, image_shape, n_classes, body_norm)``: ``get_architecture(*key)`` returns this architecture."""
+        return (self.name, tuple(self.image_shape), int(self.n_classes), self.body_norm)
 
     def blocks(self, net: str, width: float) -> list[nn.Module]:
         """Fresh blocks of ``net`` (``"g"`` or ``"d"``) at ``width``, initialised from torch's RNG."""
@@ -98,15 +102,16 @@ FAMILIES: dict[str, _Family] = {
 DEFAULT_CLASSES = 10
 
 
-def _build(module, image_shape: tuple[int, int, int], n_classes: int, net: str, width: float) -> list[nn.Module]:
+def _build(module, image_shape: tuple[int, int, int], n_classes: int, norm: str, net: str,
+           width: float) -> list[nn.Module]:
     channels = image_shape[0]
     if net == GENERATOR:
-        return module.generator_blocks(width, module.Z_DIM, n_classes, channels)
-    return module.discriminator_blocks(width, n_classes, channels)
+        return module.generator_blocks(width, module.Z_DIM, n_classes, channels, norm)
+    return module.discriminator_blocks(width, n_classes, channels, norm)
 
 
 @lru_cache(maxsize=None)
-def _make(name: str, image_shape: tuple[int, int, int], n_classes: int) -> Architecture:
+def _make(name: str, image_shape: tuple[int, int, int], n_classes: int, body_norm: str) -> Architecture:
     fam = FAMILIES[name]
     c, h, w = image_shape
     if (h, w) != (fam.side, fam.side) or c < 1:
@@ -115,31 +120,37 @@ def _make(name: str, image_shape: tuple[int, int, int], n_classes: int) -> Archi
         raise ValueError(f"architecture {name} takes {fam.side}x{fam.side} images, not {c}x{h}x{w}: {hint}")
     if n_classes < 2:
         raise ValueError(f"architecture {name}: n_classes must be >= 2, got {n_classes}")
+    if body_norm not in BODY_NORMS:
+        raise ValueError(f"unknown body norm {body_norm!r}; choose one of {', '.join(BODY_NORMS)}")
     return Architecture(name=name, image_shape=image_shape, n_classes=n_classes, z_dim=fam.module.Z_DIM,
-                        build=partial(_build, fam.module, image_shape, n_classes), pinned=dict(fam.pinned))
+                        build=partial(_build, fam.module, image_shape, n_classes, body_norm),
+                        pinned=dict(fam.pinned), body_norm=body_norm)
 
 
-def get_architecture(name: str, image_shape: Iterable[int] | None = None, n_classes: int | None = None) -> Architecture:
+def get_architecture(name: str, image_shape: Iterable[int] | None = None, n_classes: int | None = None,
+                     body_norm: str = "batch") -> Architecture:
     """The architecture of family ``name`` for images of ``image_shape`` (C, H, W) and ``n_classes``.
 
-    Defaults: the family's default shape (``cgan28``: (1, 28, 28); ``cgan32``: (3, 32, 32)) and
-    10 classes. The same arguments return the same object.
+    Defaults: the family's default shape (``cgan28``: (1, 28, 28); ``cgan32``: (3, 32, 32)),
+    10 classes and SPEC §2's BatchNorm in every block that can run on the server
+    (``body_norm``, :mod:`.norms`). The same arguments return the same object.
 
     Raises
     ------
     KeyError
         Unknown family (names the known ones).
     ValueError
-        A shape the family cannot take (names the family that can), or fewer than 2 classes.
+        A shape the family cannot take (names the family that can), fewer than 2 classes, or
+        an unknown ``body_norm``.
     """
     if name not in FAMILIES:
         raise KeyError(f"unknown architecture {name!r}; known: {', '.join(FAMILIES)}")
     shape = FAMILIES[name].default_shape if image_shape is None else tuple(int(v) for v in image_shape)
-    return _make(name, shape, DEFAULT_CLASSES if n_classes is None else int(n_classes))
+    return _make(name, shape, DEFAULT_CLASSES if n_classes is None else int(n_classes), body_norm)
 
 
-def domain_architecture(name: str, domains: Iterable[str]) -> Architecture:
-    """The architecture ``name`` for a run over ``domains`` (registry names).
+def domain_architecture(name: str, domains: Iterable[str], body_norm: str = "batch") -> Architecture:
+    """The architecture ``name`` for a run over ``domains`` (registry names), with ``body_norm``.
 
     Image shape and class count come from the domains (``data.registry``): all domains must
     have the same (C, H, W), since every client's activations pass through one server body;
@@ -164,7 +175,7 @@ def domain_architecture(name: str, domains: Iterable[str]) -> Architecture:
         listed = ", ".join(f"{s.name} {'x'.join(map(str, s.image_shape))}" for s in specs)
         raise ValueError(f"data.domains mixes image shapes ({listed}): clients of one run share a server body, "
                          "so all their images must have one shape; run these domains separately")
-    return get_architecture(name, specs[0].image_shape, max(s.n_classes for s in specs))
+    return get_architecture(name, specs[0].image_shape, max(s.n_classes for s in specs), body_norm)
 
 
 # The families' default architectures, by name (listing and backward compatibility).

@@ -16,7 +16,7 @@ LeakyReLU(0.2) as in cgan28. Channel counts at width 1.0 (about 3.6M G + 2.8M D 
 | 5 | ConvT(64,C,3,1,1) + Tanh | C×32×32 | Flatten → Linear(2048,1) → Sigmoid | 1 |
 
 C (image channels, 3 for CIFAR-10) and K (classes) come from the domain; hidden channels scale
-with ``width``.
+with ``width``; the BN of blocks 2-4 is ``model.body_norm``'s choice (:mod:`.norms`).
 """
 from __future__ import annotations
 
@@ -28,26 +28,28 @@ SIDE = 32
 Z_DIM = 100
 
 
-def generator_blocks(width: float = 1.0, z_dim: int = Z_DIM, n_classes: int = 10, channels: int = 3) -> list[nn.Module]:
-    """The five generator blocks (output channels×32×32 in [-1, 1] via Tanh)."""
+def generator_blocks(width: float = 1.0, z_dim: int = Z_DIM, n_classes: int = 10, channels: int = 3,
+                     norm: str = "batch") -> list[nn.Module]:
+    """The five generator blocks (output channels×32×32 in [-1, 1] via Tanh); ``norm``: blocks 2-4's."""
     c1, c2, c3, c4 = (scaled(c, width) for c in (512, 256, 128, 64))
     return [
         GeneratorInput(z_dim, n_classes, c1, side=4),
-        _conv_block(nn.ConvTranspose2d(c1, c2, 4, 2, 1), c2, nn.ReLU()),
-        _conv_block(nn.ConvTranspose2d(c2, c3, 4, 2, 1), c3, nn.ReLU()),
-        _conv_block(nn.ConvTranspose2d(c3, c4, 4, 2, 1), c4, nn.ReLU()),
+        _conv_block(nn.ConvTranspose2d(c1, c2, 4, 2, 1), c2, nn.ReLU(), norm),
+        _conv_block(nn.ConvTranspose2d(c2, c3, 4, 2, 1), c3, nn.ReLU(), norm),
+        _conv_block(nn.ConvTranspose2d(c3, c4, 4, 2, 1), c4, nn.ReLU(), norm),
         nn.Sequential(nn.ConvTranspose2d(c4, channels, 3, 1, 1), nn.Tanh()),
     ]
 
 
-def discriminator_blocks(width: float = 1.0, n_classes: int = 10, channels: int = 3) -> list[nn.Module]:
-    """The five discriminator blocks (output (B, 1), a probability via Sigmoid)."""
+def discriminator_blocks(width: float = 1.0, n_classes: int = 10, channels: int = 3,
+                         norm: str = "batch") -> list[nn.Module]:
+    """The five discriminator blocks (output (B, 1), a probability via Sigmoid); ``norm``: blocks 2-4's."""
     c1, c2, c3, c4 = (scaled(c, width) for c in (64, 128, 256, 512))
     lrelu = lambda: nn.LeakyReLU(0.2)  # noqa: E731
     return [
         DiscriminatorInput(n_classes, (channels, SIDE, SIDE), c1),
-        _conv_block(nn.Conv2d(c1, c2, 4, 2, 1), c2, lrelu()),
-        _conv_block(nn.Conv2d(c2, c3, 4, 2, 1), c3, lrelu()),
-        _conv_block(nn.Conv2d(c3, c4, 4, 2, 1), c4, lrelu()),
+        _conv_block(nn.Conv2d(c1, c2, 4, 2, 1), c2, lrelu(), norm),
+        _conv_block(nn.Conv2d(c2, c3, 4, 2, 1), c3, lrelu(), norm),
+        _conv_block(nn.Conv2d(c3, c4, 4, 2, 1), c4, lrelu(), norm),
         nn.Sequential(nn.Flatten(), nn.Linear(c4 * 2 * 2, 1), nn.Sigmoid()),
     ]

@@ -182,7 +182,7 @@ def plan_profiles(config, transport, cuts: dict | None = None, measure: bool = F
         return CutPlan(cuts or {})
     from ..models import domain_architecture
 
-    arch = domain_architecture(config.model.architecture, config.data.domains)
+    arch = domain_architecture(config.model.architecture, config.data.domains, config.model.body_norm)
     clients = list(range(1, transport.size))
     if sel.devices:
         shared = None

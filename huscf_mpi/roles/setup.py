@@ -114,7 +114,7 @@ def build_run_info(config: Config, transport: MPITransport, data_root: str | Non
             problem = output_problem(config.output_path, overwrite)
             if problem:
                 raise SetupError(problem)
-        arch = domain_architecture(config.model.architecture, config.data.domains)
+        arch = domain_architecture(config.model.architecture, config.data.domains, config.model.body_norm)
         if uses_cuts and config.cuts != "ga":
             fixed = fixed_cuts(config, arch)
         root = (resolve_data_root(data_root) if data_root is not None

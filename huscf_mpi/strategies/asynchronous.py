@@ -57,8 +57,11 @@ recorded; a run given them serves the same buffers and runs the same phases in t
 order whatever the arrival order, so an asynchronous run can be repeated bit for bit
 (``huscf-mpi train --replay FILE``; runs that lost clients are not replayable).
 
-Deviation from issue 10: BatchNorm in the body sees a buffer's clients only (one client in
-sequential mode); no other norm is offered yet.
+BatchNorm in the body sees a buffer's clients only (one client in sequential mode), so with
+SPEC §2's model the asynchronous modes change what the body computes, not only when;
+``model.body_norm: group`` (or ``layer``, ``none``; :mod:`huscf_mpi.models.norms`) normalises
+each sample alone, so a block computes the same in every mode. What each does to quality:
+benchmarks/README.md, "Asynchronous modes".
 """
 from __future__ import annotations
 

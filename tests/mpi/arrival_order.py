@@ -1,6 +1,6 @@
 """Arrival order, deadlines and clean shutdown of MPITransport on 3 ranks (tests/test_transport_async.py).
 
-Rank 0 waits with ``recv_any``/``recv_many``; ranks 1 and 2 send after set delays. Every phase
+Rank 0 waits with ``recv_first``/``recv_many``; ranks 1 and 2 send after set delays. Every phase
 starts at a barrier. Rank 0 writes what it saw to OUT.json; every rank must exit 0.
 
 Usage: mpiexec -n 3 python tests/mpi/arrival_order.py OUT.json
@@ -17,8 +17,8 @@ from huscf_mpi.comm import DeadlineExceeded, MPITransport, kind
 UP = kind("async_test_up", 1010, "protocol", "losses")          # phases 1-3: arrival order
 LATE = kind("async_test_late", 1011, "protocol", "losses")      # phase 4: rank 2 never sends
 MANY = kind("async_test_many", 1012, "protocol", "losses")      # phase 5: recv_many deadline
-REPLAY = kind("async_test_replay", 1013, "protocol", "losses")  # phase 6: replayed order
-KINDS = (UP, LATE, MANY, REPLAY)
+MIX = kind("async_test_mix", 1013, "protocol", "losses")        # phase 6: two kinds in one wait
+KINDS = (UP, LATE, MANY, MIX)
 SHAPE = (4,)
 TIMEOUT = 0.5
 DELAY = 0.8  # a late sender's head start for the other: ample even on a loaded 2-core machine
@@ -42,10 +42,15 @@ def main(out):
         t.isend(0, k, np.full(SHAPE, float(value)))
 
     seen = {}
+
+    def first(peers, k=UP, timeout=10):
+        p, got_kind, b = t.recv_first([(peer, k) for peer in peers], timeout)
+        assert got_kind is k
+        return p, b
     # Phase 1: rank 2 sends at once, rank 1 DELAY seconds later → order [2, 1].
     t.barrier()
     if rank == 0:
-        got = [t.recv_any([1, 2], UP, timeout=10) for _ in range(2)]
+        got = [first([1, 2]) for _ in range(2)]
         seen["phase1"] = [[p, float(b[0])] for p, b in got]
     elif rank == 1:
         send(1, delay=DELAY)
@@ -55,7 +60,7 @@ def main(out):
     t.barrier()
     if rank == 0:
         t.poll_sleep_max, keep = 0.0, t.poll_sleep_max
-        got = [t.recv_any([1, 2], UP) for _ in range(2)]
+        got = [first([1, 2], timeout=None) for _ in range(2)]
         t.poll_sleep_max = keep
         seen["phase2"] = [[p, float(b[0])] for p, b in got]
     elif rank == 1:
@@ -67,7 +72,7 @@ def main(out):
     if rank == 0:
         got = []
         for _ in range(3):
-            p, b = t.recv_any([1, 2], UP, timeout=10)
+            p, b = first([1, 2])
             got.append([p, float(b[0])])  # consume before the next call re-posts into b
         seen["phase3"] = got
     elif rank == 1:
@@ -78,11 +83,11 @@ def main(out):
     # Phase 4: rank 1 sends LATE, rank 2 never does → the second wait ends in DeadlineExceeded.
     t.barrier()
     if rank == 0:
-        p, b = t.recv_any([1, 2], LATE, timeout=10)
+        p, b = first([1, 2], LATE)
         seen["phase4_first"] = [p, float(b[0])]
         t0 = time.perf_counter()
         try:
-            t.recv_any([2], LATE, timeout=TIMEOUT)
+            first([2], LATE, timeout=TIMEOUT)
             seen["phase4_error"] = None
         except DeadlineExceeded as e:
             seen["phase4_error"] = {"missing": e.missing, "kind": e.kind.name, "message": str(e),
@@ -101,24 +106,21 @@ def main(out):
             seen["phase5_error"] = {"missing": e.missing, "elapsed": time.perf_counter() - t0}
     elif rank == 1:
         send(7, MANY)
-    # Phase 6: replay the order [1, 2] although rank 2 sends first.
+    # Phase 6: one wait over two kinds; rank 2's UP comes first, then rank 1's MIX.
     t.barrier()
     if rank == 0:
-        t.replay([(int(REPLAY), 1), (int(REPLAY), 2)])
-        got = [t.recv_any([1, 2], REPLAY, timeout=10) for _ in range(2)]
-        t.replay([])
-        seen["phase6"] = [[p, float(b[0])] for p, b in got]
+        got = [t.recv_first([(1, MIX), (2, UP)], timeout=10) for _ in range(2)]
+        seen["phase6"] = [[p, k.name, float(b[0])] for p, k, b in got]
     elif rank == 1:
-        send(1, REPLAY, delay=0.3)
+        send(1, MIX, delay=DELAY)
     else:
-        send(2, REPLAY)
+        send(2)
     # Shutdown: rank 0 cancels what is still posted; the message of phase 5 comes back unconsumed.
     t.barrier()
     if rank == 0:
         left = t.close()
         seen["close_left"] = sorted([p, k.name, float(b[0])] for (p, k), b in left.items())
         seen["still_posted"] = [[p, k.name] for (p, k), s in t._recv.items() if s.request is not None]
-        seen["arrivals"] = t.take_arrivals()
         seen["ledger"] = sorted([k[1], k[2], v[0], v[1]] for k, v in t.ledger.entries.items() if k[0] == "received")
     else:
         t.close()

@@ -152,6 +152,12 @@ def _differs(a, b):
     assert not torch.allclose(a, b, atol=1e-4)
 
 
+def test_group_count_is_the_largest_divisor_up_to_eight():
+    from huscf_mpi.models.norms import groups
+
+    assert [groups(c) for c in (1, 2, 7, 9, 12, 16, 64, 13)] == [1, 2, 7, 3, 6, 8, 8, 1]
+
+
 def test_an_unknown_body_norm_is_refused():
     with pytest.raises(ValueError, match="unknown body norm 'instance'; choose one of batch, group, layer, none"):
         get_architecture("cgan28", body_norm="instance")

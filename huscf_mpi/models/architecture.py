@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import cgan28, cgan32
-from .norms import BODY_NORMS
+from .norms import check as check_body_norm
 
 GENERATOR, DISCRIMINATOR = "g", "d"
 NETS = (GENERATOR, DISCRIMINATOR)
@@ -37,7 +37,7 @@ class Architecture:
     build : maps ``(net, width)`` to the list of blocks of that network (block 1 first).
     pinned : per network, the 1-based blocks that always run on the server; clustering
         (SPEC §3) reads the output of the first pinned discriminator block.
-    body_norm : the norm of blocks 2..L-1 (:data:`.norms.BODY_NORMS`; ``"batch"`` is SPEC §2's).
+    body_norm : the norm of blocks 2..L-1 (one of :data:`.norms.BODY_NORMS`; ``"batch"`` is SPEC §2's).
     """
 
     name: str
@@ -120,8 +120,7 @@ def _make(name: str, image_shape: tuple[int, int, int], n_classes: int, body_nor
         raise ValueError(f"architecture {name} takes {fam.side}x{fam.side} images, not {c}x{h}x{w}: {hint}")
     if n_classes < 2:
         raise ValueError(f"architecture {name}: n_classes must be >= 2, got {n_classes}")
-    if body_norm not in BODY_NORMS:
-        raise ValueError(f"unknown body norm {body_norm!r}; choose one of {', '.join(BODY_NORMS)}")
+    check_body_norm(body_norm)
     return Architecture(name=name, image_shape=image_shape, n_classes=n_classes, z_dim=fam.module.Z_DIM,
                         build=partial(_build, fam.module, image_shape, n_classes, body_norm),
                         pinned=dict(fam.pinned), body_norm=body_norm)

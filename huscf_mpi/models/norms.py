@@ -31,6 +31,13 @@ def groups(channels: int, most: int = MAX_GROUPS) -> int:
     return max(g for g in range(1, min(most, channels) + 1) if channels % g == 0)
 
 
+def check(kind: str) -> str:
+    """``kind`` if it is one of :data:`BODY_NORMS`; else ``ValueError`` naming the known ones."""
+    if kind not in BODY_NORMS:
+        raise ValueError(f"unknown body norm {kind!r}; choose one of {', '.join(BODY_NORMS)}")
+    return kind
+
+
 def body_norm(kind: str, channels: int) -> nn.Module:
     """The norm layer ``kind`` (one of :data:`BODY_NORMS`) for a (B, channels, H, W) activation.
 
@@ -39,12 +46,10 @@ def body_norm(kind: str, channels: int) -> nn.Module:
     ValueError
         An unknown ``kind`` (names the known ones).
     """
-    if kind == "batch":
+    if check(kind) == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "group":
         return nn.GroupNorm(groups(channels), channels)
     if kind == "layer":
         return nn.GroupNorm(1, channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown body norm {kind!r}; choose one of {', '.join(BODY_NORMS)}")
+    return nn.Identity()  # "none"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from .slurm import SIGNAL_GRACE  # the module imports only the standard library
+
 _SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -168,7 +170,7 @@ def plot(files, out_dir, by, allow_incomplete):
               help="MPI ranks: 1 server + the config's clients (the default; other values are refused)")
 @click.option("--time", "time_limit", default="24:00:00", show_default=True,
               help="wall-clock limit (HH:MM:SS, D-HH:MM:SS or minutes)")
-@click.option("--signal-grace", type=int, default=300, show_default=True, metavar="SECONDS",
+@click.option("--signal-grace", type=int, default=SIGNAL_GRACE, show_default=True, metavar="SECONDS",
               help="SLURM signals the script (USR1) this long before --time ends; the run then finishes its round "
                    "and checkpoint and stops (so give more than a round takes), and the job requeues itself to "
                    "resume from there (HUSCF_REQUEUE=0 in the job's environment: it stays stopped). 0: no signal "

@@ -615,13 +615,9 @@ def render_sbatch(config_path: str | Path | Sequence[str | Path], ntasks: int | 
         ``seeds``, configs of different rank counts in one array, or ``signal_grace`` not a
         whole number of seconds below ``time``.
     """
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"launcher {launcher!r}: choose {' or '.join(LAUNCHERS)}")
     configs = [config_path] if isinstance(config_path, (str, Path)) else list(config_path)
+    time, signal_grace = _check_job(launcher, server_node, server_cpus, time, signal_grace)
     check_train_args(configs, train_args, array=array is not None or seeds is not None)
-    _check_server_cpus(server_node, server_cpus)
-    time = _check(time, _TIME, "time", "01:30:00 or 2-00:00:00")
-    signal_grace = check_signal_grace(signal_grace, time)
     if server_node and array is not None:
         raise ValueError(f"array {array!r}: SLURM cannot run a heterogeneous job (--server-node) as an array; "
                          f"submit one job per seed with -- --seed N")
@@ -666,22 +662,39 @@ def render_sbatch(config_path: str | Path | Sequence[str | Path], ntasks: int | 
     if server_node:
         return _render_server_node(common, ranks_text, directives, partition, int(ntasks) - 1, ntasks, launcher,
                                    server_cpus, signal_grace)
-    launch = "srun --mpi=pmi2" if launcher == "srun" else 'mpiexec -n "$SLURM_NTASKS"'
     if array is not None:
         ranks_text += f", one run per seed {array}"
-    parts = _job_parts(signal_grace, launch, array=array is not None, srun_step=launcher == "srun")
-    directives += parts.pop("signal_directives")
-    return _TEMPLATE.format(
-        ranks_text=ranks_text, ntasks=ntasks,
-        extra_directives="\n".join(directives) + ("\n" if directives else ""), **parts, **common)
+    return _render_plain(common, ranks_text, ntasks, directives, launcher, signal_grace, array=array is not None)
 
 
-def _check_server_cpus(server_node: bool, server_cpus: int | None) -> None:
+def _check_job(launcher: str, server_node: bool, server_cpus: int | None, time: str, signal_grace) -> tuple[str, int]:
+    """The checks :func:`render_sbatch` and :func:`render_resume` share; returns the checked
+    ``(time, signal_grace)``. Raises ``ValueError`` (one line naming the argument)."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher {launcher!r}: choose {' or '.join(LAUNCHERS)}")
     if server_cpus is not None:
         if not server_node:
             raise ValueError(f"server-cpus {server_cpus!r}: only with --server-node (rank 0 on its own node)")
         if isinstance(server_cpus, bool) or not isinstance(server_cpus, int) or server_cpus < 1:
             raise ValueError(f"server-cpus {server_cpus!r} is not valid; e.g. 64 (rank 0's CPUs on its node)")
+    time = _check(time, _TIME, "time", "01:30:00 or 2-00:00:00")
+    return time, check_signal_grace(signal_grace, time)
+
+
+def _launch(launcher: str) -> str:
+    """The launcher line of a one-step script (not a heterogeneous job's)."""
+    return "srun --mpi=pmi2" if launcher == "srun" else 'mpiexec -n "$SLURM_NTASKS"'
+
+
+def _render_plain(common: dict, ranks_text: str, ntasks: int, directives: list[str], launcher: str,
+                  signal_grace: int, array: bool, resume_dir: str | None = None) -> str:
+    """:data:`_TEMPLATE` (one job, one launcher step) for :func:`render_sbatch` and :func:`render_resume`."""
+    parts = _job_parts(signal_grace, _launch(launcher), array=array, resume_dir=resume_dir,
+                       srun_step=launcher == "srun")
+    directives = directives + parts.pop("signal_directives")
+    return _TEMPLATE.format(
+        ranks_text=ranks_text, ntasks=ntasks,
+        extra_directives="\n".join(directives) + ("\n" if directives else ""), **parts, **common)
 
 
 def render_resume(resume: str | Path, ntasks: int | None = None, time: str = "24:00:00",
@@ -728,16 +741,12 @@ def render_resume(resume: str | Path, ntasks: int | None = None, time: str = "24
     """
     from .checkpoint.files import find
 
-    if launcher not in LAUNCHERS:
-        raise ValueError(f"launcher {launcher!r}: choose {' or '.join(LAUNCHERS)}")
+    time, signal_grace = _check_job(launcher, server_node, server_cpus, time, signal_grace)
     root, manifest = find(resume)
     if ntasks is not None and int(ntasks) != manifest.ranks:
         raise ValueError(f"--ntasks {ntasks}: the run at --resume {resume} was stopped with {manifest.ranks} MPI "
                          f"ranks and continues with as many; omit --ntasks")
     check_train_args([], train_args, array=False, resumed=(str(resume), manifest.config_yaml))
-    _check_server_cpus(server_node, server_cpus)
-    time = _check(time, _TIME, "time", "01:30:00 or 2-00:00:00")
-    signal_grace = check_signal_grace(signal_grace, time)
     partial = Path(manifest.result)
     output = partial.with_name(partial.name.removesuffix(".partial"))
     name = _NAME.sub("-", job_name or output.stem).strip("-") or "huscf"
@@ -756,12 +765,8 @@ def render_resume(resume: str | Path, ntasks: int | None = None, time: str = "24
     if server_node:
         return _render_server_node(common, ranks_text, directives, partition, manifest.ranks - 1, manifest.ranks,
                                    launcher, server_cpus, signal_grace, resume_dir=where)
-    launch = "srun --mpi=pmi2" if launcher == "srun" else 'mpiexec -n "$SLURM_NTASKS"'
-    parts = _job_parts(signal_grace, launch, array=False, resume_dir=where, srun_step=launcher == "srun")
-    directives += parts.pop("signal_directives")
-    return _TEMPLATE.format(
-        ranks_text=ranks_text, ntasks=manifest.ranks,
-        extra_directives="\n".join(directives) + ("\n" if directives else ""), **parts, **common)
+    return _render_plain(common, ranks_text, manifest.ranks, directives, launcher, signal_grace, array=False,
+                         resume_dir=where)
 
 
 def _in_double_quotes(text: str) -> str:
@@ -852,8 +857,7 @@ def _render_table(configs: list, seeds: str | None, ntasks: int | None, time: st
     ranks_text = (f"{ntasks} MPI ranks per run (1 server + {n_clients} clients{per}), {len(configs)} "
                   f"config{'s' if len(configs) > 1 else ''} x {len(seed_list)} seed{plural}: "
                   f"one array job of {n_tasks} runs")
-    launch = "srun --mpi=pmi2" if launcher == "srun" else 'mpiexec -n "$SLURM_NTASKS"'
-    parts = _job_parts(signal_grace, launch, array=True, srun_step=launcher == "srun")
+    parts = _job_parts(signal_grace, _launch(launcher), array=True, srun_step=launcher == "srun")
     directives += parts.pop("signal_directives")
     return _TABLE_TEMPLATE.format(
         ranks_text=ranks_text, command=command or f"render_sbatch({[str(c) for c in configs]!r}, ...)",

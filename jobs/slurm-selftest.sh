@@ -294,6 +294,15 @@ with ResultFile(path, allow_incomplete=True) as rf:
 EOF
 }
 
+# cut_job JOB LOG: once JOB's log shows its first checkpoint, send its batch shell USR1 (what SLURM sends
+# --signal-grace seconds before the time limit) and wait for the job to end ($JSTATE).
+cut_job() {
+    wait_log "$1" "$2" "checkpoint after round 1"
+    scancel --signal=USR1 --batch "$1" || fail "scancel --signal=USR1 --batch $1 failed"
+    say "job $1: checkpoint after round 1 logged; sent USR1 to its batch shell"
+    wait_job "$1" "$launcher cut"
+}
+
 for launcher in $CUT_LAUNCHERS; do
     # 4 rounds of ~5 s on 2 cores: still training when the first checkpoint is logged and cut.
     name="selftest-cut-$launcher"
@@ -304,10 +313,7 @@ for launcher in $CUT_LAUNCHERS; do
     # A: cut after its first checkpoint, not requeued (HUSCF_REQUEUE=0): stopped, resumable.
     submit "$name.sbatch" "$launcher cut A" HUSCF_REQUEUE=0
     a="$JOB"
-    wait_log "$a" "$WORK/results/$name-$a.out" "checkpoint after round 1"
-    scancel --signal=USR1 --batch "$a" || fail "scancel --signal=USR1 --batch $a failed"
-    say "job $a: checkpoint after round 1 logged; sent USR1 to its batch shell"
-    wait_job "$a" "$launcher cut A"
+    cut_job "$a" "$WORK/results/$name-$a.out"
     # The launcher's code: mpiexec 138 (rank 0's MPI_Abort after USR1), srun 137 (the ranks it killed).
     [ "$JSTATE" = FAILED ] && [[ "$(job_field "$a" ExitCode)" == 13[78]:0 ]] \
         || fail "job $a ($launcher) ended $JSTATE, exit $(job_field "$a" ExitCode); expected FAILED, 138 or 137"
@@ -333,10 +339,7 @@ for launcher in $CUT_LAUNCHERS; do
     # C: cut the same way, but requeued by its own script; its restart resumes and completes.
     submit "$name.sbatch" "$launcher cut C" -u HUSCF_REQUEUE
     c="$JOB"
-    wait_log "$c" "$WORK/results/$name-$c.out" "checkpoint after round 1"
-    scancel --signal=USR1 --batch "$c" || fail "scancel --signal=USR1 --batch $c failed"
-    say "job $c: checkpoint after round 1 logged; sent USR1 to its batch shell"
-    wait_job "$c" "$launcher cut C"
+    cut_job "$c" "$WORK/results/$name-$c.out"
     [ "$JSTATE" = COMPLETED ] && [ "$(job_field "$c" Restarts)" = 1 ] \
         || fail "job $c ($launcher) ended $JSTATE after $(job_field "$c" Restarts) restarts; expected COMPLETED after 1"
     grep -q "and requeued; its next start resumes" "$WORK/results/$name-$c.out" \

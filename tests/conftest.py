@@ -1,4 +1,5 @@
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,16 @@ def run_mpi(n: int, args: list[str], timeout: float = 600, cwd=None) -> subproce
     env = dict(checkout_env(), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [mpiexec(), "-n", str(n), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+def rendered_by(script: str) -> str:
+    """The ``# Rendered by: huscf-mpi slurm ...`` header line of a rendered SLURM script."""
+    return next(ln for ln in script.splitlines() if ln.startswith("# Rendered by: "))
+
+
+def header_argv(script: str) -> list[str]:
+    """The command of a script's "Rendered by" header, split as the shell would (``huscf-mpi`` first)."""
+    return shlex.split(rendered_by(script).removeprefix("# Rendered by: "))
 
 
 def huscf_cli() -> str:

@@ -6,7 +6,6 @@ its header, so the single-config scripts stay what they were.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +16,8 @@ from click.testing import CliRunner
 
 from huscf_mpi.cli import main
 from huscf_mpi.slurm import parse_seeds, render_sbatch, seed_table
+
+from .conftest import header_argv, rendered_by
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "jobs" / "configs" / "two-domain-quick.yaml"  # 8 clients: 9 ranks
@@ -178,13 +179,13 @@ def test_cli_slurm_configs_x_seeds(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, argv)
     assert res.exit_code == 0, res.output
     text = (tmp_path / "cmp.sbatch").read_text()
-    header = next(ln for ln in text.splitlines() if ln.startswith("# Rendered by: "))
+    header = rendered_by(text)
     assert header == ("# Rendered by: huscf-mpi slurm --config huscf.yaml --config fedgan.yaml --time 02:00:00 "
                       "--signal-grace 300 --seeds 0-2 --launcher mpiexec --out cmp.sbatch -- --rounds 2")
     assert "#SBATCH --array=0-5" in text and "    sbatch cmp.sbatch" in text
     # re-rendering from the header gives the same script
     (tmp_path / "cmp.sbatch").unlink()
-    res = CliRunner().invoke(main, shlex.split(header.removeprefix("# Rendered by: "))[1:])
+    res = CliRunner().invoke(main, header_argv(text)[1:])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cmp.sbatch").read_text() == text
 
@@ -196,8 +197,7 @@ SCRIPTS = sorted(p.name for p in (REPO / "jobs").glob("*.sbatch"))
 def test_committed_scripts_rerender_identically(name, tmp_path, monkeypatch):
     """Each jobs/*.sbatch is what the command in its header renders today (in a copy of jobs/)."""
     committed = (REPO / "jobs" / name).read_text()
-    header = next(ln for ln in committed.splitlines() if ln.startswith("# Rendered by: "))
-    argv = shlex.split(header.removeprefix("# Rendered by: "))
+    argv = header_argv(committed)
     assert argv[:2] == ["huscf-mpi", "slurm"]
     shutil.copytree(REPO / "jobs" / "configs", tmp_path / "jobs" / "configs")
     shutil.copytree(REPO / "jobs" / "devices", tmp_path / "jobs" / "devices")  # configs name them; checked at load

@@ -23,6 +23,8 @@ from huscf_mpi.checkpoint.files import Manifest, write_manifest
 from huscf_mpi.cli import main
 from huscf_mpi.slurm import check_signal_grace, render_resume, render_sbatch, time_seconds
 
+from .conftest import header_argv, rendered_by
+
 needs_bash = pytest.mark.skipif(not shutil.which("bash"), reason="needs bash")
 
 SIGNAL_LINES = ["#SBATCH --signal=B:USR1@300", "#SBATCH --requeue", "#SBATCH --open-mode=append"]
@@ -229,11 +231,11 @@ def test_cli_slurm_resume_header_rerenders(tmp_path, monkeypatch):
                                     "--out", "r.sbatch", "--", "--busy-wait"])
     assert res.exit_code == 0, res.output
     text = (tmp_path / "r.sbatch").read_text()
-    header = next(ln for ln in text.splitlines() if ln.startswith("# Rendered by: "))
+    header = rendered_by(text)
     assert header == ("# Rendered by: huscf-mpi slurm --resume results/run-7.h5.partial --time 30 --signal-grace 60 "
                       "--launcher mpiexec --out r.sbatch -- --busy-wait")
     assert "#SBATCH --signal=B:USR1@60" in text and "--busy-wait)" in text
-    res = CliRunner().invoke(main, header.removeprefix("# Rendered by: huscf-mpi ").split())
+    res = CliRunner().invoke(main, header_argv(text)[1:])
     assert res.exit_code == 0 and (tmp_path / "r.sbatch").read_text() == text
 
 

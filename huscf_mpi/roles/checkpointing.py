@@ -33,8 +33,8 @@ from mpi4py import MPI
 
 from .. import stopping
 from ..checkpoint import files
-from ..comm.kinds import CHECKPOINT_TAG  # the report: float64 (3,) = (ok, bytes, seconds)
 from ..checkpoint.state import SKIP, capture, global_rng_state, restore, set_global_rng_state
+from ..comm.kinds import CHECKPOINT_TAG  # the report: float64 (3,) = (ok, bytes, seconds)
 
 log = logging.getLogger("huscf_mpi")
 

@@ -7,12 +7,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from .. import stopping
 from ..comm import MPITransport, exposure_table, ledger_table
 from ..comm.kinds import AUDIO_CLIPS, EVAL_SCALARS, ITERATION_SECONDS, ROUND_STATS, SAMPLE_GRID
 from ..data import audio, get_domain
 from ..results import ResultWriter
-from .. import stopping
-from ..stopping import Progress
 from ..strategies import RunInfo, ServerStrategy, Strategy
 from .reports import (SCALARS, audio_clip_count, evaluation_due, grid_shape, max_rss_bytes, n_chunks,
                       private_dirty_bytes, round_stats_fields)
@@ -39,7 +38,7 @@ def _serve_generation(strategy: ServerStrategy, info: RunInfo, n_samples: int, t
 
 def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
                writer: ResultWriter, launched: float | None = None,
-               progress: Progress | None = None, checkpoints: checkpointing.Checkpoints | None = None
+               progress: stopping.Progress | None = None, checkpoints: checkpointing.Checkpoints | None = None
                ) -> dict[str, dict[str, float]]:
     """Run every round; returns the final metrics per domain. The caller closes ``writer``.
 
@@ -50,7 +49,7 @@ def run_server(info: RunInfo, transport: MPITransport, method: Strategy,
     ``progress`` is kept up to date (phase, rounds written, iterations of the next), for the
     result file of a run that stops early.
     """
-    progress = progress if progress is not None else Progress()
+    progress = progress if progress is not None else stopping.Progress()
     cfg = info.config
     clients, domains = info.clients, list(info.evaluators)
     reporting = info.client_ranks  # the clients, then any helper ranks (per-rank figures)

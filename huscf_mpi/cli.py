@@ -5,48 +5,16 @@ the fix, and exit status 2; never a traceback. Only rank 0 prints such lines.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from . import process
+from . import launch, process
+from .logs import setup_logging
 
 EXIT_USAGE = 2
-
-
-class _RankFilter(logging.Filter):
-    def __init__(self, rank: int):
-        super().__init__()
-        self.rank = rank
-
-    def filter(self, record):
-        record.rank = self.rank
-        return True
-
-
-class _TqdmHandler(logging.StreamHandler):
-    """Log lines that do not tear rank 0's progress bar."""
-
-    def emit(self, record):
-        from tqdm import tqdm
-        try:
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # noqa: BLE001
-            self.handleError(record)
-
-
-def _setup_logging(rank: int, verbose: bool) -> None:
-    handler = _TqdmHandler() if rank == 0 else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s [rank %(rank)d] %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.addFilter(_RankFilter(rank))
-    logger = logging.getLogger("huscf_mpi")
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    # Clients log only warnings unless -v: with 100 ranks, per-client info lines drown the server's.
-    logger.setLevel(logging.INFO if rank == 0 or verbose else logging.WARNING)
 
 
 def _fail(message: str, rank: int = 0) -> None:
@@ -214,18 +182,12 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
         mpiexec -n 3 huscf-mpi train --resume results/run-s0.h5.partial
     In synchronous mode it then gives the numbers of an uninterrupted run, bit for bit.
     """
-    from . import stopping
-
-    stopping.install()  # Ctrl-C / SIGTERM during the imports: recorded, no traceback (see roles/run.py)
-    process.openmp_env()
-    process.single_node_ucx()
-    if process.oversubscribed_client():
-        process.compact_heap()  # first thing: the import-time garbage is returned too
+    launch.prepare_rank()
     from mpi4py import MPI
 
     rank = MPI.COMM_WORLD.Get_rank()
-    _setup_logging(rank, verbose)
-    from .config import load_config
+    setup_logging(rank, verbose)
+    from .config import load_config, view
     from .errors import UsageError
 
     overrides, options = train_overrides(dict(
@@ -246,11 +208,17 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
             cfg = resumed_config(found[1].config_yaml, f"--resume {resume}", config_path, overrides, options)
         else:
             cfg = load_config(config_path, overrides, options)
-        from .roles import train as run_train  # torch loads only for a valid config
-        from .roles.checkpointing import Resume
+    except UsageError as e:
+        launch.hand_over({"exit": EXIT_USAGE})
+        _fail(str(e), rank)
+    run = dict(data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3)
+    # client ranks started by launch.main get the run from here, as plain values (no pydantic)
+    launch.hand_over({"run": dict(run, config=view(cfg), resume=found, verbose=verbose)})
+    from .roles import train as run_train  # torch loads only for a valid config
+    from .roles.checkpointing import Resume
 
-        run_train(cfg, data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3,
-                  resume=Resume(*found) if found else None)
+    try:
+        run_train(cfg, resume=Resume(*found) if found else None, **run)
     except UsageError as e:
         _fail(str(e), rank)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator,
+                      model_validator)
 
+from .config_view import ConfigView
 from .errors import UsageError
-from .federation.staleness import StalenessSpec
+from .federation.staleness import StalenessFunction, parse_staleness
 
 QUICKSTART = Path(__file__).with_name("configs") / "quickstart.yaml"
 
@@ -32,6 +34,8 @@ def _no_bool(v: Any) -> Any:
 
 Int = Annotated[int, BeforeValidator(_no_bool)]
 Float = Annotated[float, BeforeValidator(_no_bool)]
+#: A staleness function field: validates text with ``parse_staleness``, serialises back to text.
+StalenessSpec = Annotated[StalenessFunction, BeforeValidator(parse_staleness), PlainSerializer(str, return_type=str)]
 
 CUT_MODES = ("ga", "uniform-min", "uniform-max", "random")
 SEED_MAX = 2**63 - 1  # stored as int64 in the result file
@@ -452,6 +456,18 @@ class Config(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def view(cfg: Config) -> ConfigView:
+    """``cfg`` as a :class:`~huscf_mpi.config_view.ConfigView`: its fields and derived properties
+    (``data.n_clients``, ``output_path``) as plain values, sections as nested views, and its
+    ``to_yaml()`` text; what client ranks receive instead of a pydantic model (issue 7)."""
+    def values(model: BaseModel) -> dict[str, Any]:
+        out = {name: getattr(model, name) for name in type(model).model_fields}
+        out.update({name: getattr(model, name) for name, attr in vars(type(model)).items()
+                    if isinstance(attr, property)})
+        return {k: ConfigView(values(v)) if isinstance(v, BaseModel) else v for k, v in out.items()}
+    return ConfigView(values(cfg), cfg.to_yaml())
 
 
 def _show(v: Any) -> str:

@@ -51,10 +51,20 @@ def _launcher_int(names: tuple[str, ...]) -> int | None:
     return None
 
 
+def launcher_rank() -> int | None:
+    """This process's rank as the launcher's environment says (before ``MPI_Init``), else None."""
+    return _launcher_int(_RANK)
+
+
+def launcher_size() -> int | None:
+    """The job's rank count as the launcher's environment says, else None."""
+    return _launcher_int(_SIZE)
+
+
 def oversubscribed_client() -> bool:
     """True on a client rank (rank > 0) of a node with more ranks than this rank's cores,
     as far as the launcher's environment says; False when it does not say."""
-    rank, local = _launcher_int(_RANK), _launcher_int(_LOCAL_SIZE)
+    rank, local = launcher_rank(), _launcher_int(_LOCAL_SIZE)
     return bool(rank and local and local > available_cores())
 
 

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from huscf_mpi.federation.staleness import (StalenessFunction, StalenessSpec, constant, hinge, parse_staleness,
+from huscf_mpi.config import StalenessSpec
+from huscf_mpi.federation.staleness import (StalenessFunction, constant, hinge, parse_staleness,
                                             polynomial)
 
 S = np.array([0, 1, 2, 3, 7])

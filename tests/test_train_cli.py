@@ -259,8 +259,9 @@ def test_plain_clients_do_not_import_io_analysis_or_ga_libraries(tmp_path):
     out, report = tmp_path / "mods.h5", tmp_path / "report"
     report.mkdir()
     cfg = {**TINY, "training": {**TINY["training"], "rounds": 1}}
-    proc = run_mpi(3, [sys.executable, str(Path(__file__).parent / "mpi" / "client_modules.py"),
-                       str(_write(tmp_path, cfg)), str(out), str(DATA), str(report)], timeout=600)
+    proc = run_mpi(3, [sys.executable, str(Path(__file__).parent / "mpi" / "client_modules.py"), str(report),
+                       "--config", str(_write(tmp_path, cfg)), "--output", str(out), "--data-root", str(DATA)],
+                   timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     plain, evaluator = (json.loads((report / f"rank{c}.json").read_text()) for c in (2, 1))
     assert not plain["evaluator"] and plain["modules"] == [], plain
@@ -286,3 +287,48 @@ def test_a_toy_strategy_runs_through_the_unchanged_engine(tmp_path):
     assert exposure_set(exposure.to_dict("list")) == {("losses", "client", "server"), ("losses", "server", "client")}
     up = exposure[(exposure.plane == "protocol") & (exposure.sender == "client")]
     assert int(up.messages.iloc[0]) == 2 * iters * rounds and int(up.bytes.iloc[0]) == 4 * 2 * iters * rounds
+
+
+@pytest.mark.parametrize("options, status, line", [
+    (["--seed", "abc"], 2, "huscf-mpi: error: --seed: 'abc' is not a valid integer"),
+    (["--rounds", "0"], 2, "huscf-mpi: error: "),
+    (["--help"], 0, "Usage: huscf-mpi train [OPTIONS]"),
+])
+def test_client_ranks_end_with_rank_0s_decision_on_the_command_line(tmp_path, options, status, line):
+    """Client ranks do not parse the command line (launch.py): rank 0 hands them its exit status,
+    so a refused option or config still ends every rank, said once, and --help prints once."""
+    proc = run_mpi(3, [huscf_cli(), "train", "--output", str(tmp_path / "x.h5"), *options], timeout=300)
+    assert proc.returncode == status, proc.stderr[-2000:]
+    text = proc.stdout + proc.stderr
+    assert text.count(line) == 1, text[-2000:]
+    if status:
+        assert proc.stderr.count("huscf-mpi: error:") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.h5.partial").exists()
+
+
+def test_a_client_rank_is_handed_a_config_view_equal_to_rank_0s_config():
+    """What client ranks get instead of the pydantic model: every field and derived property, the
+    same YAML, nothing of pydantic inside (so unpickling it needs no pydantic), and frozen."""
+    import pickle
+
+    from huscf_mpi.config import load_config, view
+    from huscf_mpi.config_view import ConfigView
+
+    cfg = load_config(None, {"cuts": {1: [2, 4, 1, 5], 2: [1, 5, 2, 4], 3: [1, 5, 1, 5], 4: [2, 4, 2, 4]},
+                             "training.staleness": "hinge(2, 1)"})
+    got = pickle.loads(pickle.dumps(view(cfg)))
+    assert b"pydantic" not in pickle.dumps(got)
+
+    def same(model, v):
+        for name in type(model).model_fields:
+            a, b = getattr(model, name), getattr(v, name)
+            if isinstance(b, ConfigView):
+                same(a, b)
+            else:
+                assert a == b and type(a) is type(b), (name, a, b)
+    same(cfg, got)
+    assert (got.data.n_clients, got.output_path, got.to_yaml()) == (cfg.data.n_clients, cfg.output_path, cfg.to_yaml())
+    with pytest.raises(AttributeError, match="frozen"):
+        got.seed = 1
+    with pytest.raises(AttributeError, match="no field 'sed'"):
+        got.sed

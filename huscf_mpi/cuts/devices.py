@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import yaml
 
 from .. import seeding
 
@@ -81,6 +80,8 @@ def load_devices(path: str | Path) -> tuple[list[DeviceProfile], DeviceProfile]:
     FileNotFoundError : no such file.
     ValueError : no ``server`` or empty ``clients`` section, or a malformed profile.
     """
+    import yaml  # rank 0 reads the profiles; client ranks import this module without PyYAML
+
     data = yaml.safe_load(Path(path).read_text())
     if not isinstance(data, dict) or "server" not in data or not data.get("clients"):
         raise ValueError(f"{path}: need a 'server' profile and a non-empty 'clients' mapping")

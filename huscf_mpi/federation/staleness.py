@@ -19,18 +19,16 @@ shape and return float64 weights of the same shape; a scalar gives a 0-d array.
 
 In a config the function is written ``constant``, ``polynomial(a)`` or ``hinge(a, b)``;
 :func:`parse_staleness` turns that text into a :class:`StalenessFunction` (callable, and
-``str()`` gives the canonical text back), and :data:`StalenessSpec` is the annotated type a
-pydantic model field can use.
+``str()`` gives the canonical text back); the config's field type is
+:data:`huscf_mpi.config.StalenessSpec`. No pydantic here: client ranks import this module.
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
-from typing import Annotated
 
 import numpy as np
-from pydantic import BeforeValidator, PlainSerializer
 
 NAMES = ("constant", "polynomial", "hinge")
 _FORM = "constant, polynomial(a) or hinge(a, b) with a > 0 and b >= 0"
@@ -188,6 +186,3 @@ def parse_staleness(text) -> StalenessFunction:
         raise ValueError(f"staleness function {text!r}: {e}; expected {_FORM}") from None
     return StalenessFunction(name, params)
 
-
-#: A pydantic field type: validates text with :func:`parse_staleness`, serialises back to text.
-StalenessSpec = Annotated[StalenessFunction, BeforeValidator(parse_staleness), PlainSerializer(str, return_type=str)]

@@ -28,19 +28,22 @@ import os
 import time
 import traceback
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from mpi4py import MPI
 
 from .. import process, stopping
 from ..comm import DeadlineExceeded, MPITransport
-from ..config import Config
 from ..errors import ClientsLost, SetupError, UsageError
 from ..registry import TITLES, load_strategy
 from . import checkpointing
 from .client import run_client
 from .setup import agree, build_run_info
 from .threads import available_cores, server_threads
+
+if TYPE_CHECKING:  # client ranks get a ConfigView instead, without pydantic (launch.py)
+    from ..config import Config
 
 log = logging.getLogger("huscf_mpi")
 

@@ -15,18 +15,21 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import process, seeding
 from ..comm import MPITransport
-from ..config import Config
 from ..errors import SetupError
 from ..data import DataError, ensure_decoded, open_domain, partition, partition_summary, resolve_data_root, unheld_labels
 from ..data.datasets import epoch_iterations
 from ..models import domain_architecture
 from ..strategies import RunInfo
 from .cut_setup import CutPlan, fixed_cuts, plan_cuts, plan_profiles
+
+if TYPE_CHECKING:  # client ranks get a ConfigView instead, without pydantic (launch.py)
+    from ..config import Config
 
 log = logging.getLogger("huscf_mpi")
 

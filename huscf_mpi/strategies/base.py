@@ -21,14 +21,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 
 from ..comm import MPITransport
-from ..config import Config
 from ..models import Architecture, CutVector
+
+if TYPE_CHECKING:  # client ranks get a ConfigView instead, without pydantic (launch.py)
+    from ..config import Config
 
 
 @dataclass

@@ -121,10 +121,10 @@ class HuSCFClient(ClientStrategy):
         self.layout = layout(info.arch, cfg.model.width, client_blocks(info.arch, info.cuts[client]))
         self.dtypes = dtypes_of(info.arch, cfg.model.width)
         evaluates = client in info.evaluators.values()
-        for kind, shape in message_shapes(info, client).items():
-            if kind in (Kind.EVAL_SMASHED, Kind.EVAL_BODY_OUT) and not evaluates:
+        for kd, shape in message_shapes(info, client).items():
+            if kd in (Kind.EVAL_SMASHED, Kind.EVAL_BODY_OUT) and not evaluates:
                 continue
-            transport.declare(0, kind, shape, send=kind in _UP)
+            transport.declare(0, kd, shape, send=kd in _UP)
         transport.declare(0, Kind.PARAMS_UP, (layout_size(self.layout),))
         transport.declare(0, Kind.PARAMS_DOWN, (layout_size(self.layout),), send=False)
         self.flops = part_flops(info, info.cuts[client]) if client in info.emulated else defaultdict(float)
@@ -237,10 +237,10 @@ class HuSCFServer(ServerStrategy):
                                     {net: body.indices for net, body in self.bodies.items()})
         evaluators = set(info.evaluators.values())
         for c in self.clients:
-            for kind, shape in message_shapes(info, c).items():
-                if kind in (Kind.EVAL_SMASHED, Kind.EVAL_BODY_OUT) and c not in evaluators:
+            for kd, shape in message_shapes(info, c).items():
+                if kd in (Kind.EVAL_SMASHED, Kind.EVAL_BODY_OUT) and c not in evaluators:
                     continue
-                transport.declare(c, kind, shape, send=kind not in _UP)
+                transport.declare(c, kd, shape, send=kd not in _UP)
             n = layout_size(self.layouts[c])
             transport.declare(c, Kind.PARAMS_UP, (n,), send=False)
             transport.declare(c, Kind.PARAMS_DOWN, (n,))

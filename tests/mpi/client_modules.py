@@ -1,6 +1,9 @@
-"""Each rank writes the heavy modules it has imported after its first round, and its private memory.
+"""Each rank of a ``huscf-mpi train`` launch writes the heavy modules it has imported after its first
+round, and its private memory.
 
-Usage: mpiexec -n N python tests/mpi/client_modules.py CONFIG.yaml OUT.h5 DATA_ROOT OUT_DIR
+Usage: mpiexec -n N python tests/mpi/client_modules.py OUT_DIR [train options]
+Runs ``huscf-mpi train [train options] --strategy reporting`` through the command's own entry
+point (``huscf_mpi.launch.main``), so client ranks start as they do under ``mpiexec huscf-mpi``.
 Writes OUT_DIR/rank<r>.json with {"modules": [...], "private_dirty_bytes": int, "evaluator": bool}.
 """
 import json
@@ -9,14 +12,12 @@ from pathlib import Path
 
 from dataclasses import replace
 
-from huscf_mpi import registry
-from huscf_mpi.config import load_config
-from huscf_mpi.roles import run
+from huscf_mpi import launch, registry
 from huscf_mpi.roles.reports import private_dirty_bytes
 from huscf_mpi.strategies import HuSCFClient
 from huscf_mpi.strategies.huscf import STRATEGY as HUSCF
 
-HEAVY = ("h5py", "sklearn", "scipy", "pandas", "matplotlib", "deap", "sympy")  # tqdm comes with torch (torch.hub)
+HEAVY = ("h5py", "sklearn", "scipy", "pandas", "matplotlib", "deap", "sympy", "pydantic", "click", "yaml")  # tqdm comes with torch (torch.hub)
 
 
 class Reporting(HuSCFClient):
@@ -33,11 +34,12 @@ class Reporting(HuSCFClient):
 STRATEGY = replace(HUSCF, name="reporting", client=Reporting)
 
 
-def main(config, out, data_root, out_dir):
+def main(out_dir, *options):
     global OUT_DIR
     OUT_DIR = out_dir
     registry.register("reporting", __name__)
-    run.train(load_config(config, {"output": out, "strategy": "reporting"}), data_root=data_root)
+    sys.argv = ["huscf-mpi", "train", *options, "--strategy", "reporting"]
+    launch.main()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mpi4py import MPI  # noqa: E402
 
 from huscf_mpi import registry  # noqa: E402
-from huscf_mpi.cli import _setup_logging  # noqa: E402
+from huscf_mpi.logs import setup_logging  # noqa: E402
 from huscf_mpi.config import load_config  # noqa: E402
 from huscf_mpi.roles import run  # noqa: E402
 from toy_strategy import STRATEGY as TOY, ToyClient, ToyServer  # noqa: E402
@@ -55,7 +55,7 @@ STRATEGY = replace(TOY, name="ending", client=Client, server=Server)
 def main(config, out, data_root):
     rank = MPI.COMM_WORLD.Get_rank()
     Path(f"{out}.pid.{rank}").write_text(str(os.getpid()))
-    _setup_logging(rank, False)
+    setup_logging(rank, False)
     registry.register("ending", __name__)
     run.train(load_config(config, {"output": out, "strategy": "ending"}), data_root=data_root)
 

@@ -24,6 +24,7 @@ Usage: ``.venv/bin/python benchmarks/compare_methods.py [--seeds 0 1 2] [--metho
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import subprocess
 import sys
@@ -57,7 +58,8 @@ def train(config: dict, seed: int, out: Path) -> None:
         return
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        yaml.safe_dump(config, f)
+        # the config's own key order: data.domains' order decides which clients hold which domain
+        yaml.safe_dump(config, f, sort_keys=False)
     mpiexec = BIN / "mpiexec"  # the venv's MPICH, as `make` installs it; else the one on PATH
     cmd = [str(mpiexec) if mpiexec.exists() else "mpiexec", "-n", str(ranks(config)), str(BIN / "huscf-mpi"), "train", "--config", f.name,
            "--seed", str(seed), "--output", str(out)]
@@ -73,7 +75,7 @@ def train(config: dict, seed: int, out: Path) -> None:
 
 
 def emulated(config: dict, iterations: int) -> dict:
-    config = yaml.safe_load(yaml.safe_dump(config))
+    config = copy.deepcopy(config)
     config["cut_selection"] = {**config.get("cut_selection", {}), "devices": "jobs/devices/paper.yaml", "emulate": True}
     config["training"].update(rounds=1, iterations_per_epoch=iterations)
     config["evaluation"].update(generation_samples=100, synthetic_samples=200, synthetic_epochs=1, sample_grid=False)

@@ -83,7 +83,7 @@ def measure(n: int, config: dict, out_dir: Path) -> dict:
 
     cfg = {**config, "name": f"weak-{n}", "data": {**config["data"], "domains": {"mnist": n}}}
     path = out_dir / f"weak-{n}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     out = out_dir / f"weak-{n}.h5"
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     res = run_sampled([str(BIN / "mpiexec"), "-n", str(n + 1), str(BIN / "huscf-mpi"), "train", "--config",

@@ -5,8 +5,8 @@ Rank 0 validates the config (:mod:`huscf_mpi.config`) and hands the client ranks
 reads like the :class:`~huscf_mpi.config.Config` it was made from: every field
 (``cfg.training.batch_size``), every derived property (``cfg.data.n_clients``,
 ``cfg.output_path``) and ``cfg.to_yaml()``, with the same values. It only has no validation,
-so a client rank needs neither pydantic nor PyYAML (with click, about 7 MiB of private memory
-per rank: 0.7 GiB on a node of 100 clients). Like the models, it is frozen.
+so a client rank needs neither pydantic nor PyYAML (see :mod:`huscf_mpi.launch` for what that
+saves). Like the models, it is frozen.
 """
 from __future__ import annotations
 

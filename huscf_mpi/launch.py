@@ -5,8 +5,9 @@ options and validates the config (click, PyYAML, pydantic); every other rank wai
 :func:`client_main` for what rank 0 decided, handed over once (:func:`hand_over`): the run
 (the config as a :class:`~huscf_mpi.config_view.ConfigView`, the data root, the resume point,
 ...) or the exit status to end with (a bad option or config, ``--help``, a crash before
-training). A client rank so never imports click, PyYAML or pydantic: about 7 MiB of private
-memory each, 0.7 GiB on a node of 100 clients. Bad input is still reported once, by rank 0.
+training). A client rank so never imports click, PyYAML or pydantic: 7-9 MiB less private
+memory each, 0.7 GiB less at the peak of 101 ranks on one node (benchmarks/README.md, issue 7).
+Bad input is still reported once, by rank 0.
 
 Which rank a process is comes from the launcher's environment (``PMI_RANK``, ``SLURM_PROCID``,
 ...: :mod:`huscf_mpi.process`), read before MPI starts, so every rank takes the same decision.
@@ -20,8 +21,8 @@ import time
 
 from . import process, stopping
 
-# How long a client rank waits for rank 0 to hand over the run [s]: start-up of 101 ranks on
-# 2 cores takes ~100 s; past this the client ends the job instead of waiting forever.
+# How long the ranks wait for each other at the hand-over [s]: start-up of 101 ranks on 2 cores
+# takes ~100 s; past this a rank ends the job instead of waiting forever.
 HANDOVER_TIMEOUT_S = 1800.0
 EXIT_TIMEOUT = 1
 
@@ -47,15 +48,18 @@ def prepare_rank() -> None:
         process.compact_heap()  # first thing: the import-time garbage is returned too
 
 
-def _polled(request, timeout: float) -> bool:
-    """Wait for an MPI request, sleeping up to 10 ms between tests; False past ``timeout`` s."""
-    t0 = time.monotonic()
+def _meet(comm, waiting_for: str) -> None:
+    """The hand-over's ``Ibarrier``, polled with sleeps of up to 10 ms (the other ranks may still
+    be importing torch on the same cores); past :data:`HANDOVER_TIMEOUT_S` this rank says so in
+    one line and aborts the job (exit 1) instead of waiting forever."""
+    request, t0 = comm.Ibarrier(), time.monotonic()
     while not request.Test():
         waited = time.monotonic() - t0
-        if waited > timeout:
-            return False
+        if waited > HANDOVER_TIMEOUT_S:
+            print(f"huscf-mpi: error: rank {comm.Get_rank()}: {waiting_for} did not arrive within "
+                  f"{HANDOVER_TIMEOUT_S:.0f} s; ending the job", file=sys.stderr, flush=True)
+            comm.Abort(EXIT_TIMEOUT)
         time.sleep(min(0.01, max(1e-4, waited / 32)))
-    return True
 
 
 def hand_over(message: dict) -> None:
@@ -72,7 +76,7 @@ def hand_over(message: dict) -> None:
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    _polled(comm.Ibarrier(), float("inf"))  # the clients wait there; they end the job if it never comes
+    _meet(comm, "the client ranks")
     comm.bcast(message, root=0)
 
 
@@ -83,16 +87,13 @@ def _exit_status(code) -> int:
 def client_main() -> None:
     """A client rank of ``train``: wait for rank 0's hand-over, then train or exit with its status.
 
-    Exits 1 with one line if rank 0 hands nothing over within :data:`HANDOVER_TIMEOUT_S`.
+    Aborts the job (exit 1, one line) if rank 0 hands nothing over within :data:`HANDOVER_TIMEOUT_S`.
     """
     prepare_rank()
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    if not _polled(comm.Ibarrier(), HANDOVER_TIMEOUT_S):
-        print(f"huscf-mpi: error: rank {comm.Get_rank()}: rank 0 did not start the run within "
-              f"{HANDOVER_TIMEOUT_S:.0f} s; ending the job", file=sys.stderr, flush=True)
-        comm.Abort(EXIT_TIMEOUT)
+    _meet(comm, "rank 0's hand-over of the run")
     message = comm.bcast(None, root=0)
     if "exit" in message:
         sys.exit(message["exit"])

@@ -1,12 +1,14 @@
 """End-to-end `huscf-mpi train` runs through mpiexec: result file, ledger, reproducibility, bad input."""
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
+from huscf_mpi import launch
 from huscf_mpi.comm import exposure_set
 from huscf_mpi.config import Config
 from huscf_mpi.comm.kinds import REGISTRY
@@ -332,3 +334,11 @@ def test_a_client_rank_is_handed_a_config_view_equal_to_rank_0s_config():
         got.seed = 1
     with pytest.raises(AttributeError, match="no field 'sed'"):
         got.sed
+
+
+def test_client_ranks_end_the_job_when_rank_0_never_hands_over():
+    t0 = time.monotonic()
+    proc = run_mpi(3, [sys.executable, str(Path(__file__).parent / "mpi" / "handover_timeout.py")], timeout=120)
+    assert proc.returncode == launch.EXIT_TIMEOUT, proc.stderr[-2000:]
+    assert "rank 0's hand-over of the run did not arrive within 2 s; ending the job" in proc.stderr
+    assert time.monotonic() - t0 < 50  # not the 60 s rank 0 sleeps

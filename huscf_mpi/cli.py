@@ -214,11 +214,8 @@ def train(config_path, data_root, output, overwrite, seed, rounds, local_epochs,
     run = dict(data_root=data_root, overwrite=overwrite, poll_sleep_max=0.0 if busy_wait else 1e-3)
     # client ranks started by launch.main get the run from here, as plain values (no pydantic)
     launch.hand_over({"run": dict(run, config=view(cfg), resume=found, verbose=verbose)})
-    from .roles import train as run_train  # torch loads only for a valid config
-    from .roles.checkpointing import Resume
-
     try:
-        run_train(cfg, resume=Resume(*found) if found else None, **run)
+        launch.train(cfg, found, **run)
     except UsageError as e:
         _fail(str(e), rank)
 

@@ -48,9 +48,6 @@ class ConfigView:
         object.__setattr__(self, "_values", state[0])
         object.__setattr__(self, "_yaml", state[1])
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, ConfigView) and (self._values, self._yaml) == (other._values, other._yaml)
-
     def __repr__(self) -> str:
         return f"ConfigView({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
 

@@ -100,15 +100,22 @@ def client_main() -> None:
     run = message["run"]
     from .errors import UsageError
     from .logs import setup_logging
-    from .roles import train
-    from .roles.checkpointing import Resume
 
     setup_logging(comm.Get_rank(), run.pop("verbose"))
-    found = run.pop("resume")
     try:
-        train(run.pop("config"), resume=Resume(*found) if found else None, **run)
+        train(run.pop("config"), run.pop("resume"), **run)
     except UsageError:
         sys.exit(2)  # rank 0 says why (cli.EXIT_USAGE)
+
+
+def train(config, found: tuple | None, **run) -> None:
+    """This rank's part of the run (``roles.train``), from where a ``--resume`` found its
+    checkpoint (``checkpoint.files.find``'s ``(root, manifest)``) if given; the same on rank 0
+    (``cli.train``) and on the client ranks."""
+    from .roles import train as run_train  # torch loads only for a valid config
+    from .roles.checkpointing import Resume
+
+    run_train(config, resume=Resume(*found) if found else None, **run)
 
 
 def main() -> None:

@@ -78,7 +78,7 @@ def single_node_ucx() -> bool:
     size) ``UCX_TLS=self,tcp`` drops them. A user's own ``UCX_TLS`` wins; multi-node jobs are
     left alone.
     """
-    local, size = _launcher_int(_LOCAL_SIZE), _launcher_int(_SIZE)
+    local, size = _launcher_int(_LOCAL_SIZE), launcher_size()
     if "UCX_TLS" in os.environ or not local or local != size:
         return False
     os.environ["UCX_TLS"] = "self,tcp"

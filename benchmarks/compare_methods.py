@@ -18,8 +18,12 @@ Existing result files are kept (delete one to rerun it). Then it prints
 (seconds per iteration only), and writes ``huscf-mpi plot`` figures to ``<out>/figures``.
 
 Usage: ``.venv/bin/python benchmarks/compare_methods.py [--seeds 0 1 2] [--methods huscf fedgan ...]
-[--out results/compare] [--emulated]``. On the project's 2-core machine a quality run takes
-4-6 minutes (21 runs: about 1.7 hours); run it on an otherwise idle machine.
+[--out results/compare] [--emulated] [--rounds R] [--classifier-epochs E] [--no-report]``.
+``--rounds`` and ``--classifier-epochs`` override ``training.rounds`` and
+``evaluation.classifier_epochs`` of every config alike (a longer sweep, a sharper instrument);
+``--no-report`` trains only, so one sweep can be run a few runs at a time and reported once.
+On the project's 2-core machine a 12-round quality run takes 4-6 minutes (21 runs: about 1.7
+hours), a 36-round one about 13 minutes; run it on an otherwise idle machine.
 """
 from __future__ import annotations
 
@@ -89,8 +93,16 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "results" / "compare")
     p.add_argument("--emulated", action="store_true", help="also the paced runs on the paper's device profiles")
     p.add_argument("--emulated-iterations", type=int, default=10)
+    p.add_argument("--rounds", type=int, help="override training.rounds of every config")
+    p.add_argument("--classifier-epochs", type=int, help="override evaluation.classifier_epochs of every config")
+    p.add_argument("--no-report", action="store_true", help="train only: no tables, no plots")
     args = p.parse_args()
     configs = {m: yaml.safe_load((CONFIGS / f"{m}.yaml").read_text()) for m in args.methods}
+    for cfg in configs.values():
+        if args.rounds is not None:
+            cfg["training"]["rounds"] = args.rounds
+        if args.classifier_epochs is not None:
+            cfg["evaluation"]["classifier_epochs"] = args.classifier_epochs
     for seed in args.seeds:  # seed-major: a partial sweep already holds every method once
         for m, cfg in configs.items():
             train(cfg, seed, args.out / f"compare-{m}-s{seed}.h5")
@@ -98,6 +110,8 @@ def main() -> None:
         for m, cfg in configs.items():
             if m in EMULATED:
                 train(emulated(cfg, args.emulated_iterations), 0, args.out / "emulated" / f"compare-{m}-s0.h5")
+    if args.no_report:
+        return
     quality = sorted(str(f) for f in args.out.glob("compare-*.h5"))
     hm = str(BIN / "huscf-mpi")  # tables and plots read files only: the installed code will do
     subprocess.run([hm, "tables", *quality, "--exposure"], check=True)

@@ -40,7 +40,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "jobs" / "configs" / "compare"
-METHODS = ("huscf", "huscf-noclust", "huscf-nokld", "huscf-noga", "fedgan", "mdgan", "fslgan", "centralized")
+METHODS = ("huscf", "huscf-noclust", "huscf-nokld", "huscf-noga", "fedgan", "mdgan", "fslgan", "centralized",
+           "centralized-domain")
 # The clustering and KLD ablations do the same work per iteration as huscf (same cuts, same
 # messages); only the round end differs, so their paced runs would repeat huscf's.
 EMULATED = ("huscf", "huscf-noga", "fedgan", "mdgan", "fslgan", "centralized")

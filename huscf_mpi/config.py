@@ -229,6 +229,14 @@ class FSLGANConfig(_Section):
                                   "measured profile); a part no device can take goes where most capacity is left")
 
 
+class CentralizedConfig(_Section):
+    """The centralized bound (``strategy: centralized``, ``huscf_mpi/strategies/centralized.py``)."""
+
+    pool: Literal["all", "domain"] = Field("all", description="all: one cGAN on the union of every client's "
+                                           "shard; domain: one cGAN per domain on the union of its shards (the "
+                                           "bound for per-domain generators, e.g. HuSCF-GAN's clusters)")
+
+
 class EvaluationConfig(_Section):
     every: Int = Field(1, ge=1, description="generation score every this many rounds (and the last)")
     generation_samples: Int = Field(5000, ge=10)
@@ -300,6 +308,7 @@ class Config(_Section):
                           "or uniform-min / uniform-max / random")
     cut_selection: CutSelectionConfig = CutSelectionConfig()
     fslgan: FSLGANConfig = FSLGANConfig()
+    centralized: CentralizedConfig = CentralizedConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     server: ServerConfig = ServerConfig()
     preflight: PreflightConfig = PreflightConfig()

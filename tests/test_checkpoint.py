@@ -121,6 +121,14 @@ def test_a_state_of_another_shape_is_refused_naming_the_entry():
         restore(other, state)
 
 
+def test_a_state_with_an_attribute_the_side_lacks_is_refused():
+    """A checkpoint of another version of a strategy (e.g. centralized's nets before its pools)."""
+    state = capture(Side())
+    state["old_nets"] = state.pop("nets")
+    with pytest.raises(ValueError, match="checkpoint entry old_nets does not fit this run: Side has no such"):
+        restore(Side(), state)
+
+
 def test_adam_state_round_trips_and_checks_shapes():
     p = nn.Parameter(torch.ones(3))
     opt = Adam([p], lr=0.1)

@@ -131,6 +131,40 @@ def test_mdgan_iteration_feedback_and_swap_match_single_process(tmp_path):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("pool", ["all", "domain"])
+def test_centralized_pools_match_single_process(tmp_path, pool):
+    """``domain``: clients 1 and 3 (mnist) pool into one cGAN, client 2 (fashion_mnist) trains its
+    own; ``all``: one cGAN on the three shards. Client 1 evaluates with its pool's generator."""
+    got, _ = _run(tmp_path, "centralized" if pool == "all" else "centralized:domain")
+    from huscf_mpi.data import ClientBatches
+
+    pools = [[1, 2, 3]] if pool == "all" else [[1, 3], [2]]
+    noise = torch.Generator().manual_seed(seeding.int_seed(case.SEED, "sampling", 0))  # one stream, pool after pool
+    ref = {}
+    for index, members in enumerate(pools):
+        g, d = _whole("g"), _whole("d")
+        g_opt, d_opt = _adam(g), _adam(d)
+        shards = [case.shard_arrays(c) for c in members]
+        data = ClientBatches(np.concatenate([im for im, _ in shards]).reshape(-1, 1, 28, 28),
+                             np.concatenate([lab for _, lab in shards]), case.BATCH,
+                             seeding.rng(case.SEED, "batches", index))
+        for _ in members:  # one step per client of the pool
+            x, y = data.next()
+            z = torch.randn(case.BATCH, 100, generator=noise)
+            fake = g(z, y)
+            d_opt.zero_grad()
+            (BCE(d(fake.detach(), y), torch.zeros(case.BATCH, 1)) + BCE(d(x, y), torch.ones(case.BATCH, 1))).backward()
+            d_opt.step()
+            g_opt.zero_grad()
+            BCE(d(fake, y), torch.ones(case.BATCH, 1)).backward()
+            g_opt.step()
+        for net, m in (("g", g), ("d", d)):
+            ref.update({f"0/pool{index}/{net}/{k}": v.detach().numpy() for k, v in m.state_dict().items()})
+    ref.update({k.replace("0/pool0/g/", "1/eval/g/"): v for k, v in ref.items() if k.startswith("0/pool0/g/")})
+    _assert_states(got, ref)
+
+
+@pytest.mark.mpi
 def test_fslgan_iteration_chains_and_part_fedavg_match_single_process(tmp_path):
     """2 clients x 3 devices; rank 5 is too weak for part B, so client 2's chain is 2 -> 6."""
     from huscf_mpi.strategies.fslgan import placement

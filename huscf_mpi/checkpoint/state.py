@@ -93,14 +93,20 @@ def _capture(value, path: str):
                     "strategy a state_dict/load_state_dict for it or keep it out of the instance")
 
 
-def restore(obj, state: dict, skip=SKIP) -> None:
+def restore(obj, state: dict, skip=SKIP, strict: bool = True) -> None:
     """Put ``state`` (from :func:`capture` of an object built the same way) back into ``obj``.
 
     Raises ``ValueError`` naming the first attribute whose structure differs (a model part of
-    another shape, a missing entry): the checkpoint belongs to another configuration."""
+    another shape, a missing entry): the checkpoint belongs to another configuration; with
+    ``strict`` (an object built by its constructor, not blank) also one ``obj`` does not have:
+    the checkpoint was written by another version of the strategy, whose state would otherwise
+    land beside the attributes that training reads."""
     for name, tagged in state.items():
         if name in skip:
             continue
+        if strict and not hasattr(obj, name):
+            raise ValueError(f"checkpoint entry {name} does not fit this run: {type(obj).__name__} has no such "
+                             "attribute (a checkpoint of another huscf-mpi version)")
         setattr(obj, name, _restore(getattr(obj, name, None), tagged, name))
 
 
@@ -109,7 +115,8 @@ def _restore(current, tagged, path: str):
     try:
         if tag == "value":
             return saved.copy() if isinstance(saved, np.ndarray) else copy.deepcopy(saved)
-        if current is None:  # built lazily (e.g. a pool of data received in the first round): build it here
+        blank = current is None
+        if blank:  # built lazily (e.g. a pool of data received in the first round): build it here
             current = _blank(tag, saved)
         if tag in ("module", "stateful"):
             current.load_state_dict(saved)
@@ -133,7 +140,7 @@ def _restore(current, tagged, path: str):
                 return type(current)(items)
             current[:] = items
         elif tag == "object":
-            restore(current, saved[1], SKIP)
+            restore(current, saved[1], SKIP, strict=not blank)
         else:
             raise ValueError(f"unknown entry {tag!r}")
     except (AttributeError, KeyError, RuntimeError, TypeError, ValueError) as e:

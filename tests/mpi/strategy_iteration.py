@@ -2,6 +2,9 @@
 
 Usage: mpiexec -n 4 python tests/mpi/strategy_iteration.py STRATEGY FAKE_LABELS OUT.npz OUT.json
 (rank 0 server, 3 clients; fslgan: ``-n 7``, 2 clients of 3 devices, see :func:`fslgan_case`).
+STRATEGY ``centralized:domain`` is centralized with ``centralized.pool: domain`` and client 2 in
+another domain (:data:`POOL_DOMAINS`); every centralized run also saves the generator that
+client 1 received for evaluation (``1/eval/g/...``).
 Batches are random tensors from a fixed seed (no dataset needed).
 OUT.npz holds every party's parameters and buffers after the round end, keyed
 ``<rank>/<module>/<state key>``; OUT.json the who-saw-what set from all ranks' ledgers, and
@@ -25,17 +28,20 @@ from huscf_mpi.strategies import RunInfo
 CLIENTS, BATCH, WIDTH, SEED, INIT_SEED = (1, 2, 3), 8, 0.25, 3, 11
 SIZES = {1: 20, 2: 30, 3: 40}
 CUTS = {1: (1, 5, 2, 4), 2: (2, 4, 1, 5), 3: (1, 4, 2, 5)}
+POOL_DOMAINS = {1: "mnist", 2: "fashion_mnist", 3: "mnist"}
 
 
 def case(strategy: str, fake_labels: str) -> RunInfo:
+    strategy, _, pool = strategy.partition(":")
     cfg = Config.model_validate({"seed": SEED, "strategy": strategy, "data": {"domains": {"mnist": 3}},
                                  "model": {"width": WIDTH},
                                  "training": {"batch_size": BATCH, "fake_labels": fake_labels},
-                                 "evaluation": {"batch_size": 4}, "cuts": {c: list(v) for c, v in CUTS.items()}})
+                                 "evaluation": {"batch_size": 4}, "cuts": {c: list(v) for c, v in CUTS.items()},
+                                 "centralized": {"pool": pool or "all"}})
     return RunInfo(config=cfg, arch=get_architecture("cgan28"),
                    cuts={c: CutVector.from_tuple(v) for c, v in CUTS.items()} if strategy == "huscf" else {},
-                   clients=list(CLIENTS), domains={c: "mnist" for c in CLIENTS}, sizes=dict(SIZES),
-                   evaluators={"mnist": 1}, iterations_per_round=1, init_seed=INIT_SEED)
+                   clients=list(CLIENTS), domains=dict(POOL_DOMAINS) if pool else {c: "mnist" for c in CLIENTS},
+                   sizes=dict(SIZES), evaluators={"mnist": 1}, iterations_per_round=1, init_seed=INIT_SEED)
 
 
 # FSL-GAN (issue 9): 2 clients x 3 devices; groups {1: (1, 3, 4), 2: (2, 5, 6)}. Per-block D
@@ -71,25 +77,33 @@ def batch(client):
     return torch.rand(BATCH, 1, 28, 28, generator=g) * 2 - 1, torch.randint(0, 10, (BATCH,), generator=g)
 
 
-def shard(client):
+def shard_arrays(client):
+    """The client's shard: uint8 images (n, 28, 28) and int64 labels (n,)."""
     rng = np.random.default_rng(200 + client)
     images = rng.integers(0, 256, (SIZES[client], 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, SIZES[client]).astype(np.int64)
-    return ClientBatches(images, labels, BATCH, np.random.default_rng(300 + client))
+    return images, rng.integers(0, 10, SIZES[client]).astype(np.int64)
 
 
-def modules(party) -> dict:
+def shard(client):
+    return ClientBatches(*shard_arrays(client), BATCH, np.random.default_rng(300 + client))
+
+
+def modules(party, strategy) -> dict:
     """Every torch module a party holds, by name."""
-    return {name: m for name, m in vars(party).items() if isinstance(m, torch.nn.Module)} | {
+    found = {name: m for name, m in vars(party).items() if isinstance(m, torch.nn.Module)} | {
         f"{k}": v for name in ("nets", "bodies") for k, v in getattr(party, name, {}).items()} | (
-        party.m.parts() if hasattr(party, "m") else {})
+        party.m.parts() if hasattr(party, "m") else {}) | {
+        f"pool{p.index}/{k}": v for p in getattr(party, "pools", []) for k, v in p.nets.items()}
+    if strategy.startswith("centralized") and getattr(getattr(party, "evaluation", None), "g", None) is not None:
+        found["eval/g"] = party.evaluation.g
+    return found
 
 
 def main(strategy, fake_labels, out, out_json):
     torch.set_num_threads(1)
     t = MPITransport(MPI.COMM_WORLD)
     info = fslgan_case() if strategy == "fslgan" else case(strategy, fake_labels)
-    method = load_strategy(strategy)
+    method = load_strategy(strategy.partition(":")[0])
     if t.rank == 0:
         party = method.server(info, t)
         party.train_iteration(last_of_round=True)
@@ -109,7 +123,7 @@ def main(strategy, fake_labels, out, out_json):
             party.generate(torch.zeros(4, 100), torch.arange(4))
     t.flush()
     state = {f"{t.rank}/{name}/{k}": v.detach().numpy().copy()
-             for name, m in modules(party).items() for k, v in m.state_dict().items()}
+             for name, m in modules(party, strategy).items() for k, v in m.state_dict().items()}
     gathered = t.gather((state, t.ledger.received_rows(t.rank)))  # pickled once, test only
     if t.rank == 0:
         merged, rows = {}, []

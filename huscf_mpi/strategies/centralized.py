@@ -38,6 +38,7 @@ import torch
 from .. import seeding
 from ..comm import kind
 from ..data import ClientBatches
+from ..data.registry import get_domain
 from .base import RoundRecord, ServerStrategy, Strategy, fake_labels
 from .common import EvaluationGenerator, ServerGeneratorClient, adam, gan_step, whole_networks
 
@@ -79,10 +80,13 @@ def pools(info) -> list[list[int]]:
 
 class Pool:
     """One pooled cGAN: its clients, whole G and D with their Adam states, and (from the first
-    iteration) the union of its clients' shards as batches from ``seeding.rng(seed, "batches", index)``."""
+    iteration) the union of its clients' shards as batches from ``seeding.rng(seed, "batches", index)``.
+    Uniform fake labels (``training.fake_labels: uniform``) are drawn from the labels of its
+    clients' domains (``n_classes``: the largest domain's count)."""
 
     def __init__(self, info, clients: list[int], index: int):
         self.clients, self.index = clients, index
+        self.n_classes = max(get_domain(info.domains[c]).n_classes for c in clients)
         self.nets = whole_networks(info)
         self.g_opt = adam(self.nets["g"].parameters(), info.config)
         self.d_opt = adam(self.nets["d"].parameters(), info.config)
@@ -116,13 +120,13 @@ class CentralizedServer(ServerStrategy):
     def train_iteration(self, last_of_round):
         if self.pools[0].data is None:
             self._receive_shards()
-        K, zdim = self.info.arch.n_classes, self.info.arch.z_dim
+        zdim = self.info.arch.z_dim
         for pool in self.pools:
             for _ in pool.clients:
                 x, y = pool.data.next()
                 z = torch.randn(x.shape[0], zdim, generator=self.noise)
                 self.losses.append(gan_step(pool.nets["g"], pool.nets["d"], pool.g_opt, pool.d_opt, x, y, z,
-                                            fake_labels(self.info.config, y, self.noise, K)))
+                                            fake_labels(self.info.config, y, self.noise, pool.n_classes)))
 
     def round_end(self, round_index):
         loss_d, loss_g = np.mean(self.losses, axis=0) if self.losses else (np.nan, np.nan)

@@ -327,16 +327,17 @@ def _samples(groups: list[Group], path: Path) -> bool:
     if not cells:
         return False
     n_groups = min(len(groups), MAX_PANELS)
-    fig, axes = plt.subplots(n_groups, len(domains), figsize=(max(2.8 * len(domains), 4.6), 3.3 * n_groups), squeeze=False)
+    fig, axes = plt.subplots(n_groups, len(domains), figsize=(max(2.8 * len(domains), 4.6), 3.5 * n_groups),
+                             squeeze=False, layout="constrained")  # constrained: room for the suptitle
     for gi in range(n_groups):
         for di, d in enumerate(domains):
             ax = axes[gi][di]
             ax.axis("off")
             if (gi, d) in cells:
                 ax.imshow(cells[(gi, d)], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            ax.set_title(f"{d}\n{_short(groups[gi].label, 40)} (seed {groups[gi].runs[0].seed})", fontsize=8)
+            ax.set_title(_panel_title(d, groups[gi]), fontsize=8)
     fig.suptitle("generated samples, last evaluated round (one row per class)", fontsize=9)
-    _save(fig, path)
+    _save(fig, path, tight=False)
     return True
 
 
@@ -362,7 +363,8 @@ def _spectrograms(groups: list[Group], path: Path) -> bool:
     if not cells:
         return False
     n_groups = min(len(groups), MAX_PANELS)
-    fig, axes = plt.subplots(n_groups, len(domains), figsize=(4.2 * len(domains), 4.6 * n_groups), squeeze=False)
+    fig, axes = plt.subplots(n_groups, len(domains), figsize=(4.2 * len(domains), 4.8 * n_groups),
+                             squeeze=False, layout="constrained")
     for gi in range(n_groups):
         for di, d in enumerate(domains):
             ax, spec = axes[gi][di], get_domain(d)
@@ -377,11 +379,11 @@ def _spectrograms(groups: list[Group], path: Path) -> bool:
             ax.set_xlabel(f"frames ({audio.DEFAULT.hop_length / audio.DEFAULT.sample_rate * 1e3:.0f} ms hop), "
                           "one clip per column block", fontsize=7)
             ax.tick_params(axis="x", labelsize=6)
-            ax.set_title(f"{d}\n{_short(groups[gi].label, 40)} (seed {groups[gi].runs[0].seed})", fontsize=8)
+            ax.set_title(_panel_title(d, groups[gi]), fontsize=8)
             fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02).set_label(
                 f"0 = max - {audio.DEFAULT.top_db:.0f} dB, 255 = training max", fontsize=7)
     fig.suptitle("generated log-mel spectrograms, last evaluated round", fontsize=9)
-    _save(fig, path)
+    _save(fig, path, tight=False)
     return True
 
 
@@ -409,6 +411,12 @@ def write_audio(groups: list[Group], out: Path) -> list[Path]:
                         target.write_bytes(audio.wav_bytes(clip, int(attrs["sample_rate"])))
                         written.append(target)
     return written
+
+
+def _panel_title(domain: str, group: Group) -> str:
+    """Domain, configuration and seed on lines of their own, so long run names do not run into
+    the next panel's title."""
+    return f"{domain}\n{_short(group.label, 40)}\n(seed {group.runs[0].seed})"
 
 
 def _short(label: str, width: int = 48) -> str:

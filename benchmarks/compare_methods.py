@@ -23,7 +23,7 @@ Usage: ``.venv/bin/python benchmarks/compare_methods.py [--seeds 0 1 2] [--metho
 ``evaluation.classifier_epochs`` of every config alike (a longer sweep, a sharper instrument);
 ``--no-report`` trains only, so one sweep can be run a few runs at a time and reported once.
 On the project's 2-core machine a 12-round quality run takes 4-6 minutes (21 runs: about 1.7
-hours), a 36-round one about 13 minutes; run it on an otherwise idle machine.
+hours), a 36-round one 12-18 minutes; run it on an otherwise idle machine.
 """
 from __future__ import annotations
 

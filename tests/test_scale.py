@@ -73,6 +73,31 @@ def test_started_at_is_when_the_process_started():
     assert t is not None and t <= before + 1
 
 
+_FRAGMENTED_HEAP = """
+from huscf_mpi import process
+from huscf_mpi.roles.reports import private_dirty_bytes
+assert not process.release_free_heap()  # glibc's defaults kept (not an oversubscribed client): nothing done
+assert process.compact_heap()
+blocks = [bytes(1024) for _ in range(200_000)]  # above Python's small-object limit: glibc's heap
+kept = blocks[::64]  # one block in 64 stays, so the heap's top is held and the trim threshold cannot help
+del blocks
+before = private_dirty_bytes()
+process.release_free_heap()
+print(before, private_dirty_bytes())
+"""
+
+
+def test_release_free_heap_returns_the_holes_below_the_top():
+    """~200 MiB freed below a held top: the trim threshold alone keeps it, ``malloc_trim`` returns it."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", _FRAGMENTED_HEAP], capture_output=True, text=True, check=True,
+                           env=checkout_env())
+    before, after = map(int, child.stdout.split())
+    assert before - after > 100 * 2**20, (before, after)
+
+
 def test_preflight_plan_sums_per_host_against_the_smallest_reading():
     mib = 2**20
     ranks = [preflight.RankMemory(0, "a", 300 * mib, 100 * mib, 2000 * mib, 4),

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .. import seeding
+from .. import process, seeding
 from ..comm import MPITransport
 from ..comm.kinds import ITERATION_SECONDS, ROUND_STATS
 from ..cuts.emulation import Pacer
@@ -81,6 +81,7 @@ def run_client(info: RunInfo, assignment: ClientAssignment, transport: MPITransp
         train_seconds = time.perf_counter() - t0
         own = side.round_end(r) or {}
         transport.flush()
+        process.release_free_heap()  # before private_dirty_bytes below: the iteration's holes go back
         wall, waited = time.perf_counter() - t0, transport.wait_seconds - w0
         sent, received = transport.ledger.take_round()
         pacer = transport.pacer

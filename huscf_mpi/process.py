@@ -85,7 +85,7 @@ def single_node_ucx() -> bool:
     return True
 
 
-_compacted = {"on": False}
+_trimming_libc: list = []  # the C library, once compact_heap() has set its threshold: release_free_heap() reuses it
 
 
 def compact_heap(trim_threshold: int = TRIM_THRESHOLD_BYTES) -> bool:
@@ -102,10 +102,12 @@ def compact_heap(trim_threshold: int = TRIM_THRESHOLD_BYTES) -> bool:
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
-        _compacted["on"] = bool(libc and libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold)) == 1)
+        if libc and libc.mallopt(M_TRIM_THRESHOLD, int(trim_threshold)) == 1:
+            _trimming_libc[:] = [libc]
+            return True
     except (OSError, AttributeError):
-        _compacted["on"] = False
-    return _compacted["on"]
+        pass
+    return False
 
 
 def release_free_heap() -> bool:
@@ -119,12 +121,7 @@ def release_free_heap() -> bool:
     next iteration takes the pages again, so its peak is unchanged. It walks the heap once
     (~5 ms in a client-like process here).
     """
-    if not _compacted["on"]:
-        return False
-    try:
-        return bool(ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
+    return bool(_trimming_libc and _trimming_libc[0].malloc_trim(0))
 
 
 def started_at() -> float | None:
